@@ -1,0 +1,285 @@
+"""The composition root: builds every component from the settings, serves, and shuts down.
+
+Start-up: bind the HTTP port (so a port clash fails at once), answer liveness, load the
+repository, then report ready. Shut-down, on SIGTERM or Ctrl-C: readiness turns false at once,
+new requests get 503, requests in flight finish (up to ``server.drain_timeout_s``), models unload,
+and the process exits 0. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import uvicorn
+
+from modelport import __version__
+from modelport.config import RepositorySettings, Settings
+from modelport.core.dataplane import DataPlane
+from modelport.core.dispatch import Dispatcher
+from modelport.lifecycle.manager import ModelManager
+from modelport.lifecycle.repository import (
+    DirectoryRepository,
+    OnceLog,
+    RepositorySource,
+    SingleModelRepository,
+)
+from modelport.lifecycle.tfconfig import ConfigFileRepository
+from modelport.lifecycle.watcher import RepositoryWatcher
+from modelport.protocols.http import HttpApp
+from modelport.protocols.kserve_v2.rest import KServeV2Rest
+from modelport.protocols.tfserving.rest import TFServingRest
+from modelport.runtimes.onnx import default_thread_count
+
+__all__ = ["ModelportServer", "StartupError", "build_source", "configure_logging", "serve"]
+
+log = logging.getLogger("modelport")
+
+EXIT_OK = 0
+EXIT_STARTUP_FAILED = 1
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why and what to change."""
+
+
+def build_source(settings: RepositorySettings, once: OnceLog) -> RepositorySource:
+    """The repository source the settings name."""
+    if settings.model_config_file is not None:
+        try:
+            return ConfigFileRepository(
+                settings.model_config_file, settings.model_config_file_poll_wait_seconds, once
+            )
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
+    if settings.model_base_path is not None:
+        if not settings.model_base_path.is_dir():
+            raise StartupError(f"--model_base_path {settings.model_base_path} is not a folder")
+        return SingleModelRepository(
+            settings.model_name or "default", settings.model_base_path, once
+        )
+    if settings.model_repository is not None:
+        if not settings.model_repository.is_dir():
+            raise StartupError(
+                f"the model repository {settings.model_repository} does not exist or is not a "
+                "folder; point --model-repository at a folder of <model>/<version>/ folders"
+            )
+        return DirectoryRepository(settings.model_repository, once)
+    raise StartupError(
+        "no models to serve: give --model-repository DIR (or TF Serving's --model_base_path "
+        "or --model_config_file)"
+    )
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: ``ModelportServer`` owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another port with "
+            "--http-port or stop the process using it"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+class ModelportServer:
+    """One modelport process: HTTP listener, dataplane, model manager and repository watcher."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        lifecycle = settings.lifecycle
+        self.source = build_source(settings.repository, OnceLog())
+        self.manager = ModelManager(
+            load_threads=lifecycle.load_threads,
+            load_timeout_s=lifecycle.load_timeout_s,
+            strict_readiness=lifecycle.strict_readiness,
+        )
+        self.watcher = RepositoryWatcher(
+            self.source, self.manager, settings.repository.poll_interval_s
+        )
+        threads = settings.server.infer_threads or 2 * default_thread_count()
+        self.infer_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
+        self.dataplane = DataPlane(
+            self.manager, Dispatcher(self.infer_pool, settings.server.inline_compute_us / 1e6)
+        )
+        self.http_app = HttpApp(
+            [TFServingRest(self.dataplane).mount(), KServeV2Rest(self.dataplane).mount()],
+            max_body_bytes=settings.server.max_body_bytes,
+            is_draining=lambda: self.dataplane.draining,
+        )
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._signals = 0
+        #: Set when shutdown gave up waiting for requests still running in the engine.
+        self.abandoned_requests = False
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        self.dataplane.draining = True
+        if self._signals == 1:
+            log.info("received %s: draining, then exiting", signal.Signals(signum).name)
+            self._stop.set()
+        else:
+            log.warning("received %s again: stopping now", signal.Signals(signum).name)
+            self._force.set()
+
+    def request_stop(self) -> None:
+        """Begin the graceful shutdown, as SIGTERM does."""
+        self._on_signal(signal.SIGTERM)
+
+    async def run(self) -> int:
+        """Serve until a signal; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        server_settings = self.settings.server
+        sock = _bind(server_settings.host, server_settings.http_port)
+        http = _HttpServer(
+            uvicorn.Config(
+                self.http_app,
+                http="httptools",
+                interface="asgi3",
+                lifespan="off",
+                access_log=False,
+                log_config=None,
+                proxy_headers=False,
+                server_header=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
+        http_task = asyncio.create_task(http.serve(sockets=[sock]), name="http")
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "modelport %s: HTTP on http://%s:%d (TF Serving REST /v1, KServe V2 REST /v2); "
+            "gRPC port %d is reserved, gRPC is not served yet",
+            __version__,
+            host,
+            port,
+            server_settings.grpc_port,
+        )
+        code = await self._start_models()
+        if code == EXIT_OK:
+            await self._stop.wait()
+        return await self._shutdown(http, http_task, code)
+
+    async def _start_models(self) -> int:
+        log.info("loading models from %s", self.source.describe())
+        startup = asyncio.ensure_future(self._initial_load())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not startup.done():
+            startup.cancel()
+            return EXIT_OK
+        problems = startup.result()
+        if problems:
+            for problem in problems:
+                log.error("%s", problem)
+            if self.settings.lifecycle.exit_on_error:
+                log.error(
+                    "exiting because a model has nothing to serve; fix it, or start with "
+                    "--no-exit-on-error to serve the other models"
+                )
+                return EXIT_STARTUP_FAILED
+        self.watcher.start()
+        names = self.manager.model_names()
+        log.info("ready: serving %d models (%s)", len(names), ", ".join(names) or "none")
+        return EXIT_OK
+
+    async def _initial_load(self) -> list[str]:
+        await self.watcher.scan(initial=True)
+        await self.manager.wait_idle()
+        return self.manager.finish_startup()
+
+    async def _shutdown(self, http: _HttpServer, http_task: asyncio.Task[None], code: int) -> int:
+        self.dataplane.draining = True
+        drained = await self._drain()
+        http.should_exit = True
+        http.force_exit = not drained
+        await http_task
+        await self.watcher.stop()
+        if not drained:
+            self.abandoned_requests = True
+            return code
+        await self.manager.close()
+        self.infer_pool.shutdown(wait=True)
+        log.info("stopped")
+        return code
+
+    async def _drain(self) -> bool:
+        timeout = self.settings.server.drain_timeout_s
+        if self.http_app.inflight:
+            log.info(
+                "waiting up to %g s for %d requests in flight", timeout, self.http_app.inflight
+            )
+        idle = asyncio.ensure_future(self.http_app.wait_idle(timeout))
+        forced = asyncio.ensure_future(self._force.wait())
+        await asyncio.wait({idle, forced}, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if idle.done() and idle.result():
+            return True
+        idle.cancel()
+        busy = self.manager.busy_versions()
+        log.warning(
+            "%d requests still in flight; exiting without waiting for them (busy: %s)",
+            self.http_app.inflight,
+            ", ".join(busy) or "none",
+        )
+        return False
+
+
+def configure_logging(level: str) -> None:
+    """Plain, timestamped log lines on stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def serve(settings: Settings) -> int:
+    """Run a server in the foreground until it is stopped; return the exit code."""
+    import uvloop
+
+    configure_logging(settings.logging.level)
+    try:
+        server = ModelportServer(settings)
+    except StartupError as exc:
+        log.error("%s", exc)
+        return EXIT_STARTUP_FAILED
+
+    async def main() -> int:
+        try:
+            return await server.run()
+        except StartupError as exc:
+            log.error("%s", exc)
+            return EXIT_STARTUP_FAILED
+
+    code = uvloop.run(main())
+    if server.abandoned_requests:
+        # Worker threads stuck in an engine call would keep the interpreter alive forever.
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -1,0 +1,255 @@
+"""The ``modelport`` command line.
+
+Flags override environment variables (``MODELPORT_<SECTION>__<KEY>``), which override the YAML
+settings file given with ``--config``. TF Serving's flag names are accepted where they mean the
+same thing, so an existing ``tensorflow_model_server`` command line works after renaming the
+program.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelport import __version__
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="modelport",
+    help=(
+        "modelport serves a versioned model repository over TF Serving's and KServe V2's APIs, "
+        "with hot reload that never drops a request."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelport {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """modelport: one model server for the clients you already use."""
+
+
+SOURCES = "Model sources (give one)"
+LISTEN = "Listeners"
+LIFECYCLE = "Lifecycle"
+
+
+@app.command()
+def serve(
+    model_repository: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-repository",
+            "--model_repository",
+            help="Folder of models laid out as <model>/<version>/model.onnx.",
+            rich_help_panel=SOURCES,
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            "--model_name",
+            "--model-name",
+            help="Single-model mode: the name to serve the model under (default: 'default').",
+            rich_help_panel=SOURCES,
+        ),
+    ] = None,
+    model_base_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--model_base_path",
+            "--model-base-path",
+            help="Single-model mode: the folder holding the model's version folders.",
+            rich_help_panel=SOURCES,
+        ),
+    ] = None,
+    model_config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--model_config_file",
+            "--model-config-file",
+            help="A TF Serving model_config_list text file naming the models to serve.",
+            rich_help_panel=SOURCES,
+        ),
+    ] = None,
+    model_config_file_poll_wait_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--model_config_file_poll_wait_seconds",
+            "--model-config-file-poll-wait-seconds",
+            help="Re-read the model config file this often; 0 reads it once. Default: 0.",
+            rich_help_panel=SOURCES,
+        ),
+    ] = None,
+    poll_interval_s: Annotated[
+        float | None,
+        typer.Option(
+            "--poll-interval-s",
+            "--file_system_poll_wait_seconds",
+            help="Scan version folders for changes this often; 0 scans once. Default: 1.0.",
+            rich_help_panel=SOURCES,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to bind; 0.0.0.0 accepts other hosts. Default: 127.0.0.1.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            "--rest_api_port",
+            help="HTTP port for TF Serving REST (/v1) and KServe V2 REST (/v2). Default: 8501.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port",
+            "--port",
+            help="Port reserved for the gRPC APIs (not served yet). Default: 8500.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest request body; larger ones get 413. Default: 64 MiB.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    drain_timeout_s: Annotated[
+        float | None,
+        typer.Option(
+            help="On SIGTERM, how long in-flight requests may take to finish. Default: 30.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    infer_threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Inference worker threads; 0 = two per CPU. Default: 0.", rich_help_panel=LISTEN
+        ),
+    ] = None,
+    inline_compute_us: Annotated[
+        float | None,
+        typer.Option(
+            help="Engine calls measured below this many microseconds run on the event loop "
+            "instead of a worker thread; 0 = always a thread. Default: 100.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    exit_on_error: Annotated[
+        bool | None,
+        typer.Option(
+            "--exit-on-error/--no-exit-on-error",
+            help="Exit at start-up if a model has no version that loads. Default: exit.",
+            rich_help_panel=LIFECYCLE,
+        ),
+    ] = None,
+    strict_readiness: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict-readiness/--no-strict-readiness",
+            help="Ready only when every model present at start-up serves. Default: strict.",
+            rich_help_panel=LIFECYCLE,
+        ),
+    ] = None,
+    load_threads: Annotated[
+        int | None,
+        typer.Option(help="Models loaded at the same time. Default: 2.", rich_help_panel=LIFECYCLE),
+    ] = None,
+    load_timeout_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Mark a version FAILED if loading takes longer. Default: 600.",
+            rich_help_panel=LIFECYCLE,
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug, info, warning or error. Default: info."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A YAML settings file (sections server, repository, lifecycle, logging)."
+        ),
+    ] = None,
+) -> None:
+    """Serve models over HTTP until stopped with Ctrl-C or SIGTERM.
+
+    Example: modelport serve --model-repository examples/models
+    """
+    from modelport.app import serve as run_server
+    from modelport.config import SettingsError, load_settings
+
+    overrides = _sections(
+        server={
+            "host": host,
+            "http_port": http_port,
+            "grpc_port": grpc_port,
+            "max_body_bytes": max_body_bytes,
+            "drain_timeout_s": drain_timeout_s,
+            "infer_threads": infer_threads,
+            "inline_compute_us": inline_compute_us,
+        },
+        repository={
+            "model_repository": model_repository,
+            "model_name": model_name,
+            "model_base_path": model_base_path,
+            "model_config_file": model_config_file,
+            "model_config_file_poll_wait_seconds": model_config_file_poll_wait_seconds,
+            "poll_interval_s": poll_interval_s,
+        },
+        lifecycle={
+            "exit_on_error": exit_on_error,
+            "strict_readiness": strict_readiness,
+            "load_threads": load_threads,
+            "load_timeout_s": load_timeout_s,
+        },
+        logging={"level": log_level},
+    )
+    try:
+        settings = load_settings(overrides, config)
+    except SettingsError as exc:
+        typer.echo(f"modelport: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(run_server(settings))
+
+
+def _sections(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Only the flags that were given, grouped by settings section."""
+    result = {}
+    for name, values in sections.items():
+        given = {key: value for key, value in values.items() if value is not None}
+        if given:
+            result[name] = given
+    return result
+
+
+def main() -> None:
+    """Entry point of the ``modelport`` command."""
+    app()

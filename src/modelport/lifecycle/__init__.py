@@ -1,0 +1,1 @@
+"""Model lifecycle: reading the repository, choosing versions, loading, swapping and unloading."""

@@ -1,0 +1,226 @@
+"""Reading a model repository from disk into ``ModelSource`` values.
+
+A repository is ``<root>/<model>/<version>/<files>``; a version folder is named by a positive
+integer. ``<root>/<model>/config.yaml`` is optional. Three sources produce the same values: a
+repository folder, a single model (TF Serving's ``--model_name`` + ``--model_base_path``), and a
+TF Serving ``--model_config_file`` (see ``tfconfig``). Scans are plain blocking file-system calls;
+the watcher runs them off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelport.model_config import ModelConfig, load_model_config
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "DirectoryRepository",
+    "ModelSource",
+    "OnceLog",
+    "RepositorySource",
+    "ScanError",
+    "SingleModelRepository",
+    "VersionFolder",
+    "scan_model",
+    "valid_model_name",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILENAME = "config.yaml"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+#: (path relative to the version folder, size in bytes, modification time in ns) per file.
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def valid_model_name(name: str) -> bool:
+    """Model names are 1-128 characters of letters, digits, ``.``, ``_`` and ``-``."""
+    return bool(_MODEL_NAME.match(name)) and ".." not in name
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFolder:
+    """One ``<model>/<version>/`` folder as seen by one scan."""
+
+    version: int
+    path: Path
+    fingerprint: Fingerprint
+
+    @property
+    def empty(self) -> bool:
+        return not self.fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """One model as seen by one scan: its folder, its configuration and its version folders.
+
+    ``config`` is None when ``config.yaml`` is invalid; ``config_error`` then says why.
+    """
+
+    name: str
+    base_path: Path
+    config: ModelConfig | None
+    config_error: str | None = None
+    versions: Mapping[int, VersionFolder] = field(default_factory=dict)
+
+    @property
+    def config_fingerprint(self) -> str:
+        return (
+            self.config.fingerprint() if self.config is not None else f"error:{self.config_error}"
+        )
+
+
+class ScanError(Exception):
+    """The repository could not be read this time; the previous view stays in force."""
+
+
+class OnceLog:
+    """Logs each distinct message once, so a repeated poll does not repeat itself."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __call__(self, level: int, message: str) -> None:
+        if message not in self._seen:
+            self._seen.add(message)
+            log.log(level, "%s", message)
+
+    def forget(self, message: str) -> None:
+        self._seen.discard(message)
+
+
+class RepositorySource(ABC):
+    """Something that can be scanned into model sources."""
+
+    @abstractmethod
+    def scan(self) -> dict[str, ModelSource]:
+        """Read the current state; raise ``ScanError`` if it cannot be read at all."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short description for log lines."""
+
+
+class DirectoryRepository(RepositorySource):
+    """A folder whose sub-folders are models."""
+
+    def __init__(self, root: Path, once: OnceLog | None = None) -> None:
+        self.root = root
+        self._once = once or OnceLog()
+
+    def describe(self) -> str:
+        return f"model repository {self.root}"
+
+    def scan(self) -> dict[str, ModelSource]:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except OSError as exc:
+            raise ScanError(f"cannot read the model repository {self.root}: {exc}") from exc
+        models: dict[str, ModelSource] = {}
+        for entry in entries:
+            if not entry.is_dir():
+                continue
+            if not valid_model_name(entry.name):
+                self._once(
+                    logging.WARNING,
+                    f"ignoring folder {entry.path}: model names use letters, digits, '.', '_' "
+                    "and '-' and start with a letter or digit",
+                )
+                continue
+            models[entry.name] = scan_model(entry.name, Path(entry.path), self._once)
+        return models
+
+
+class SingleModelRepository(RepositorySource):
+    """One model at ``base_path`` served under ``name`` (TF Serving's single-model flags)."""
+
+    def __init__(self, name: str, base_path: Path, once: OnceLog | None = None) -> None:
+        self.name = name
+        self.base_path = base_path
+        self._once = once or OnceLog()
+
+    def describe(self) -> str:
+        return f"model {self.name} at {self.base_path}"
+
+    def scan(self) -> dict[str, ModelSource]:
+        if not self.base_path.is_dir():
+            raise ScanError(f"the model base path {self.base_path} is not a folder")
+        return {self.name: scan_model(self.name, self.base_path, self._once)}
+
+
+def scan_model(
+    name: str,
+    base_path: Path,
+    once: OnceLog,
+    config_override: dict[str, object] | None = None,
+) -> ModelSource:
+    """Read one model folder: ``config.yaml`` and its version folders.
+
+    ``config_override`` holds already-validated values (for example the version policy of a TF
+    Serving config file) that replace those of ``config.yaml``.
+    """
+    config, error = _read_config(base_path, config_override)
+    if error is not None:
+        once(logging.ERROR, f"model {name}: {error}")
+    try:
+        entries = sorted(os.scandir(base_path), key=lambda e: e.name)
+    except OSError as exc:
+        once(logging.ERROR, f"model {name}: cannot read {base_path}: {exc}")
+        return ModelSource(name, base_path, config, error)
+    versions: dict[int, VersionFolder] = {}
+    for entry in entries:
+        if not entry.is_dir():
+            continue
+        if entry.name.isdigit() and int(entry.name) > 0:
+            version = int(entry.name)
+            if version in versions:
+                once(
+                    logging.WARNING,
+                    f"model {name}: folders {versions[version].path.name} and {entry.name} are "
+                    "the same version number; using the first",
+                )
+                continue
+            versions[version] = VersionFolder(version, Path(entry.path), fingerprint(entry.path))
+        else:
+            once(
+                logging.INFO,
+                f"model {name}: ignoring folder {entry.name!r}; version folders are named by "
+                "positive integers",
+            )
+    return ModelSource(name, base_path, config, error, versions)
+
+
+def _read_config(
+    base_path: Path, override: dict[str, object] | None
+) -> tuple[ModelConfig | None, str | None]:
+    path = base_path / CONFIG_FILENAME
+    try:
+        config = load_model_config(path) if path.is_file() else ModelConfig()
+        if override:
+            config = config.model_copy(update=override)
+    except ValueError as exc:
+        return None, str(exc)
+    return config, None
+
+
+def fingerprint(folder: str | Path) -> Fingerprint:
+    """Every file under ``folder`` with its size and modification time, sorted by path."""
+    found: list[tuple[str, int, int]] = []
+    for dirpath, _dirs, files in os.walk(folder):
+        for filename in files:
+            full = os.path.join(dirpath, filename)
+            try:
+                st = os.stat(full)
+            except OSError:  # removed while scanning: the next scan sees the new state
+                continue
+            found.append((os.path.relpath(full, folder), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(found))

@@ -1,0 +1,197 @@
+"""The schema of a model's optional ``<repository>/<model>/config.yaml``.
+
+Every key is optional; a model folder without ``config.yaml`` is served with these defaults.
+Unknown keys are refused, so a misspelt key is an error instead of a silent no-op. The file is
+read with ``yaml.safe_load`` only. See ``docs/configuration.md`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelport.types import Datatype
+
+__all__ = [
+    "ClassificationConfig",
+    "ExecutionProviderConfig",
+    "ModelConfig",
+    "RegressionConfig",
+    "RuntimeConfig",
+    "TensorOverride",
+    "VersionPolicy",
+    "WarmupConfig",
+    "format_validation_error",
+    "load_model_config",
+]
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VersionPolicy(_Section):
+    """Which version folders to serve: the newest ``latest`` ones, a ``specific`` list, or ``all``.
+
+    YAML forms accepted: ``{latest: 2}``, ``{specific: [1, 3]}``, ``all``, and Triton's
+    ``{latest: {num_versions: 2}}``, ``{specific: {versions: [1, 3]}}``, ``{all: {}}``.
+    """
+
+    kind: Literal["latest", "specific", "all"] = "latest"
+    num_versions: Annotated[int, Field(ge=1)] = 1
+    versions: tuple[Annotated[int, Field(ge=1)], ...] = ()
+
+    def select(self, available: set[int]) -> set[int]:
+        """The versions to serve out of those present on disk."""
+        if self.kind == "all":
+            return set(available)
+        if self.kind == "specific":
+            return available & set(self.versions)
+        return set(sorted(available, reverse=True)[: self.num_versions])
+
+    @classmethod
+    def parse(cls, raw: Any) -> VersionPolicy:
+        """Read any of the accepted YAML forms."""
+        if raw is None:
+            return cls()
+        if isinstance(raw, VersionPolicy):
+            return raw
+        if raw == "all":
+            return cls(kind="all")
+        if not isinstance(raw, dict) or len(raw) != 1:
+            raise ValueError("write one of {latest: N}, {specific: [versions]} or all")
+        ((kind, value),) = raw.items()
+        if kind == "all":
+            return cls(kind="all")
+        if kind == "latest":
+            count = value.get("num_versions", 1) if isinstance(value, dict) else value
+            if type(count) is not int or count < 1:
+                raise ValueError(f"latest needs a positive number of versions, not {count!r}")
+            return cls(kind="latest", num_versions=count)
+        if kind == "specific":
+            versions = value.get("versions", []) if isinstance(value, dict) else value
+            if (
+                not isinstance(versions, list)
+                or not versions
+                or not all(type(v) is int and v > 0 for v in versions)
+            ):
+                raise ValueError("specific needs a non-empty list of positive version numbers")
+            return cls(kind="specific", versions=tuple(versions))
+        raise ValueError(f"unknown version policy {kind!r}; use latest, specific or all")
+
+    def describe(self) -> str:
+        if self.kind == "specific":
+            return f"specific {list(self.versions)}"
+        return "all" if self.kind == "all" else f"latest {self.num_versions}"
+
+
+class TensorOverride(_Section):
+    """Declares an input or output more precisely than the model file does (e.g. fixed dims)."""
+
+    name: str
+    datatype: Datatype | None = None
+    shape: list[Annotated[int, Field(ge=-1)]] | None = None
+
+
+class ExecutionProviderConfig(_Section):
+    """An onnxruntime execution provider with its options."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RuntimeConfig(_Section):
+    """Engine settings. Thread counts of 0 mean: as many as the CPUs this process may use."""
+
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    inter_op_threads: Annotated[int, Field(ge=0)] = 0
+    execution_providers: list[ExecutionProviderConfig] = Field(default_factory=list)
+    graph_optimization_level: Literal["disabled", "basic", "extended", "all"] = "all"
+
+    @field_validator("execution_providers", mode="before")
+    @classmethod
+    def _names_as_providers(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class WarmupConfig(_Section):
+    """Inference runs made on generated inputs before a version takes traffic."""
+
+    enabled: bool = True
+    iterations: Annotated[int, Field(ge=1)] = 1
+    batch_size: Annotated[int, Field(ge=1)] = 1
+
+
+class ClassificationConfig(_Section):
+    """How TF Serving's ``:classify`` reads the model: the scores output and class labels."""
+
+    scores: str | None = None
+    classes: str | None = None
+    labels: list[str] | None = None
+
+
+class RegressionConfig(_Section):
+    """Which output TF Serving's ``:regress`` returns."""
+
+    output: str | None = None
+
+
+class ModelConfig(_Section):
+    """Everything ``config.yaml`` may say about one model."""
+
+    platform: str | None = None
+    default_model_filename: str | None = None
+    version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
+    labels: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict
+    )
+    max_batch_size: Annotated[int, Field(ge=0)] = 0
+    inputs: list[TensorOverride] = Field(default_factory=list)
+    outputs: list[TensorOverride] = Field(default_factory=list)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
+    classification: ClassificationConfig = Field(default_factory=ClassificationConfig)
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+
+    @field_validator("version_policy", mode="before")
+    @classmethod
+    def _parse_policy(cls, value: Any) -> VersionPolicy:
+        return VersionPolicy.parse(value)
+
+    def fingerprint(self) -> str:
+        """A digest of the settings that shape a loaded version (not policy nor labels)."""
+        shaping = self.model_dump(mode="json", exclude={"version_policy", "labels"})
+        return hashlib.sha256(repr(sorted(shaping.items())).encode()).hexdigest()[:16]
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the key path, e.g. ``warmup.iterations: ...``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def load_model_config(path: Path) -> ModelConfig:
+    """Read and validate a ``config.yaml``; raise ValueError with a readable message."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read {path.name}: {exc}") from exc
+    if raw is None:
+        return ModelConfig()
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path.name} must hold a mapping of settings, not {type(raw).__name__}")
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"invalid {path.name}: {format_validation_error(exc)}") from exc

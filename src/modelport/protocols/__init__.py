@@ -1,0 +1,1 @@
+"""Protocol adapters: each decodes its wire format, calls the dataplane, encodes the answer."""

@@ -1,0 +1,116 @@
+"""KServe V2 / Open Inference Protocol REST endpoints.
+
+======  =============================================  =====================================
+GET     ``/v2``                                        server metadata and extensions
+GET     ``/v2/health/live``, ``/v2/health/ready``      200 when live / ready, else 503
+GET     ``/v2/models/{m}[/versions/{v}]``              model metadata
+GET     ``/v2/models/{m}[/versions/{v}]/ready``        200 when that model can take requests
+POST    ``/v2/models/{m}[/versions/{v}]/infer``        inference (JSON or binary extension)
+======  =============================================  =====================================
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from modelport import __version__
+from modelport.core.dataplane import DataPlane
+from modelport.errors import InvalidInput, MethodNotAllowed, ModelportError, NotFound
+from modelport.protocols.http import HttpRequest, Mount, Route
+from modelport.protocols.kserve_v2.codec import (
+    HEADER_LENGTH,
+    decode_infer_request,
+    encode_infer_response,
+    tensor_metadata,
+)
+from modelport.protocols.wire import HttpResponse, json_response
+
+__all__ = ["EXTENSIONS", "KServeV2Rest"]
+
+#: Only what modelport implements: clients decide what to call by this list.
+EXTENSIONS = ("binary_tensor_data",)
+
+_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+
+
+class KServeV2Rest:
+    """The V2 REST surface over one dataplane."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dataplane = dataplane
+        self._server_metadata = json_response(
+            {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
+        )
+
+    def mount(self) -> Mount:
+        routes = [
+            Route(re.compile(_MODEL + "/infer"), {"POST": self.infer}),
+            Route(re.compile(_MODEL + "/ready"), {"GET": self.model_ready}),
+            Route(re.compile(_MODEL), {"GET": self.model_metadata}),
+            Route(re.compile("/v2/health/live"), {"GET": self.live}, during_drain=True),
+            Route(re.compile("/v2/health/ready"), {"GET": self.ready}, during_drain=True),
+            Route(re.compile("/v2/?"), {"GET": self.server_metadata}),
+        ]
+        return Mount(
+            owns=lambda path: path == "/v2" or path.startswith("/v2/"),
+            routes=routes,
+            unmatched=_unmatched,
+        )
+
+    async def infer(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
+        name, version = _model_version(match)
+        dataplane = self._dataplane
+        with dataplane.lease(name, version) as target:
+            decoded = decode_infer_request(
+                request.body, request.header(HEADER_LENGTH), target.signature
+            )
+            response = await dataplane.infer(target, decoded.request)
+        return encode_infer_response(response, decoded)
+
+    async def model_metadata(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
+        name, version = _model_version(match)
+        with self._dataplane.lease(name, version) as target:
+            signature, platform = target.signature, target.platform
+            served = target.version
+        versions = [str(v) for v in self._dataplane.available_versions(name)]
+        return json_response(
+            {
+                "name": name,
+                "versions": versions if version is None else [str(served)],
+                "platform": platform,
+                "inputs": tensor_metadata(signature.inputs),
+                "outputs": tensor_metadata(signature.outputs),
+            }
+        )
+
+    async def model_ready(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
+        name, version = _model_version(match)
+        ready = self._dataplane.model_ready(name, version)
+        return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+
+    async def live(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
+        return json_response({"live": True})
+
+    async def ready(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
+        ready = self._dataplane.server_ready()
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    async def server_metadata(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
+        return self._server_metadata
+
+
+def _model_version(match: re.Match[str]) -> tuple[str, int | None]:
+    name = unquote(match["model"])
+    raw = match["version"]
+    if raw is None:
+        return name, None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"version {unquote(raw)!r} is not a version number (a positive integer)")
+    return name, int(raw)
+
+
+def _unmatched(method: str, path: str, path_matched: bool) -> ModelportError:
+    if path_matched:
+        return MethodNotAllowed(f"{method} is not allowed on {path}")
+    return NotFound("Not Found")

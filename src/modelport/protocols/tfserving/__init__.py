@@ -1,0 +1,1 @@
+"""TF Serving's REST API (the gRPC API follows in its own module)."""

@@ -1,0 +1,390 @@
+"""TF Serving REST bodies: predict in row and columnar form, classify and regress, and metadata.
+
+Clients never send dtypes: the model's signature types the JSON. Row format (``instances``)
+answers with ``predictions``; columnar format (``inputs``) answers with ``outputs``. With one
+output the name is left out, as TF Serving does; string outputs whose name ends in ``_bytes`` are
+written as ``{"b64": ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import FailedPrecondition, InvalidInput
+from modelport.model_config import ModelConfig
+from modelport.protocols.tensors import array_from_json, has_nonfinite
+from modelport.protocols.wire import dump_json, dump_json_nonfinite
+from modelport.types import Datatype, Signature, TensorSpec
+
+__all__ = [
+    "DEFAULT_SIGNATURE",
+    "check_signature_name",
+    "decode_examples",
+    "decode_predict",
+    "encode_classify",
+    "encode_predict",
+    "encode_regress",
+    "signature_def",
+]
+
+DEFAULT_SIGNATURE = "serving_default"
+
+_PREDICT_KEYS = frozenset({"signature_name", "instances", "inputs"})
+_EXAMPLE_KEYS = frozenset({"signature_name", "context", "examples"})
+
+_TF_DTYPES = {
+    Datatype.BOOL: "DT_BOOL",
+    Datatype.UINT8: "DT_UINT8",
+    Datatype.UINT16: "DT_UINT16",
+    Datatype.UINT32: "DT_UINT32",
+    Datatype.UINT64: "DT_UINT64",
+    Datatype.INT8: "DT_INT8",
+    Datatype.INT16: "DT_INT16",
+    Datatype.INT32: "DT_INT32",
+    Datatype.INT64: "DT_INT64",
+    Datatype.FP16: "DT_HALF",
+    Datatype.FP32: "DT_FLOAT",
+    Datatype.FP64: "DT_DOUBLE",
+    Datatype.BF16: "DT_BFLOAT16",
+    Datatype.BYTES: "DT_STRING",
+}
+
+
+def check_signature_name(doc: dict[str, Any]) -> None:
+    """Only ``serving_default`` exists (an empty or missing name means it too)."""
+    name = doc.get("signature_name", "")
+    if not isinstance(name, str):
+        raise InvalidInput("'signature_name' must be a string")
+    if name not in ("", DEFAULT_SIGNATURE):
+        raise InvalidInput(
+            f'Serving signature name: "{name}" not found in signature def; this model has '
+            f'"{DEFAULT_SIGNATURE}"'
+        )
+
+
+# ---- predict ---------------------------------------------------------------------------------
+
+
+def decode_predict(
+    doc: dict[str, Any], signature: Signature
+) -> tuple[dict[str, np.ndarray[Any, Any]], bool]:
+    """Inputs from a predict body; the flag says whether it used the row format."""
+    unknown = set(doc) - _PREDICT_KEYS
+    if unknown:
+        raise InvalidInput(
+            f"unknown field {sorted(unknown)[0]!r} in the predict request; use 'instances' or "
+            "'inputs', and optionally 'signature_name'"
+        )
+    check_signature_name(doc)
+    if "instances" in doc and "inputs" in doc:
+        raise InvalidInput("the request has both 'instances' and 'inputs'; send only one of them")
+    if "instances" in doc:
+        return _decode_rows(doc["instances"], signature), True
+    if "inputs" in doc:
+        return _decode_columns(doc["inputs"], signature), False
+    raise InvalidInput("Missing 'inputs' or 'instances' key in the predict request")
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and "b64" in value
+
+
+def _to_array(values: Any, spec: TensorSpec) -> np.ndarray[Any, Any]:
+    if spec.datatype is not Datatype.BYTES and _holds_b64(values):
+        raise InvalidInput(
+            f"input {spec.name!r} is {spec.datatype}; b64 values are only for string inputs"
+        )
+    return array_from_json(values, spec.datatype, spec.name, allow_b64=True)
+
+
+def _holds_b64(values: Any) -> bool:
+    while isinstance(values, list) and values:
+        values = values[0]
+    return _is_b64(values)
+
+
+def _decode_rows(instances: Any, signature: Signature) -> dict[str, np.ndarray[Any, Any]]:
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput("'instances' must be a non-empty list, one entry per example")
+    specs = signature.inputs
+    first = instances[0]
+    named = isinstance(first, dict) and not _is_b64(first)
+    if not named:
+        if len(specs) != 1:
+            raise InvalidInput(
+                f"the model has {len(specs)} inputs ({', '.join(signature.input_names)}); each "
+                "instance must be an object naming them"
+            )
+        return {specs[0].name: _to_array(instances, specs[0])}
+    expected = set(signature.input_names)
+    columns: dict[str, list[Any]] = {name: [] for name in signature.input_names}
+    for index, row in enumerate(instances):
+        if not isinstance(row, dict) or _is_b64(row) or set(row) != expected:
+            got = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise InvalidInput(
+                f"instance {index} must be an object with exactly the inputs "
+                f"{sorted(expected)}; it has {got}"
+            )
+        for name, value in row.items():
+            columns[name].append(value)
+    return {spec.name: _to_array(columns[spec.name], spec) for spec in specs}
+
+
+def _decode_columns(inputs: Any, signature: Signature) -> dict[str, np.ndarray[Any, Any]]:
+    specs = signature.inputs
+    if not isinstance(inputs, dict) or _is_b64(inputs):
+        if len(specs) != 1:
+            raise InvalidInput(
+                f"the model has {len(specs)} inputs ({', '.join(signature.input_names)}); "
+                "'inputs' must be an object naming them"
+            )
+        return {specs[0].name: _to_array(inputs, specs[0])}
+    result = {}
+    for spec in specs:
+        if spec.name not in inputs:
+            raise InvalidInput(f"Missing named input: {spec.name} in 'inputs' object")
+        result[spec.name] = _to_array(inputs[spec.name], spec)
+    return result
+
+
+def encode_predict(outputs: dict[str, np.ndarray[Any, Any]], row_format: bool) -> bytes:
+    """The predict response body: ``predictions`` (row format) or ``outputs`` (columnar)."""
+    values = {name: _output_values(name, arr) for name, arr in outputs.items()}
+    if row_format:
+        doc: dict[str, Any] = {"predictions": _rows(outputs, values)}
+    elif len(values) == 1:
+        doc = {"outputs": next(iter(values.values()))}
+    else:
+        doc = {"outputs": values}
+    body = dump_json(doc)
+    if b"null" in body and any(has_nonfinite(arr) for arr in outputs.values()):
+        # orjson writes NaN and infinities as null; TF Serving writes NaN/Infinity.
+        body = dump_json_nonfinite(doc)
+    return body
+
+
+def _rows(outputs: dict[str, np.ndarray[Any, Any]], values: dict[str, Any]) -> Any:
+    sizes = set()
+    for name, arr in outputs.items():
+        if arr.ndim == 0:
+            raise FailedPrecondition(
+                f"output {name!r} is a scalar, which the row format cannot split into "
+                "predictions; send the request with 'inputs' (columnar format)"
+            )
+        sizes.add(arr.shape[0])
+    if len(sizes) > 1:
+        raise FailedPrecondition(
+            "the outputs have different batch sizes (inconsistent batch size); send the request "
+            "with 'inputs' (columnar format)"
+        )
+    if len(values) == 1:
+        return next(iter(values.values()))
+    (count,) = sizes
+    return [{name: value[i] for name, value in values.items()} for i in range(count)]
+
+
+def _output_values(name: str, arr: np.ndarray[Any, Any]) -> Any:
+    if arr.dtype != object:
+        if arr.dtype.name == "bfloat16":
+            return arr.astype(np.float32)
+        return arr
+    as_b64 = name.endswith("_bytes")
+    flat = [_string_value(item, as_b64) for item in arr.flat]
+    return np.array(flat, dtype=object).reshape(arr.shape).tolist() if arr.ndim else flat[0]
+
+
+def _string_value(item: Any, as_b64: bool) -> Any:
+    raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+    if not as_b64:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"b64": base64.b64encode(raw).decode("ascii")}
+
+
+# ---- classify and regress --------------------------------------------------------------------
+
+
+def decode_examples(doc: dict[str, Any], signature: Signature) -> dict[str, np.ndarray[Any, Any]]:
+    """Inputs from a classify/regress body: each model input is a feature of every example."""
+    unknown = set(doc) - _EXAMPLE_KEYS
+    if unknown:
+        raise InvalidInput(
+            f"unknown field {sorted(unknown)[0]!r}; a classify or regress request has "
+            "'examples' and optionally 'context' and 'signature_name'"
+        )
+    check_signature_name(doc)
+    examples = doc.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise InvalidInput("'examples' must be a non-empty list of feature objects")
+    context = doc.get("context", {})
+    if not isinstance(context, dict):
+        raise InvalidInput("'context' must be an object of features shared by all examples")
+    return {spec.name: _feature_column(spec, examples, context) for spec in signature.inputs}
+
+
+def _feature_column(
+    spec: TensorSpec, examples: list[Any], context: dict[str, Any]
+) -> np.ndarray[Any, Any]:
+    values = []
+    for index, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise InvalidInput(f"example {index} must be an object of features")
+        value = example.get(spec.name, context.get(spec.name))
+        if value is None:
+            raise InvalidInput(
+                f"example {index} has no feature {spec.name!r} (nor does 'context'); the model "
+                f"reads {spec.describe()}"
+            )
+        value = value if isinstance(value, list) else [value]
+        if any(isinstance(v, list | dict) and not _is_b64(v) for v in value):
+            raise InvalidInput(f"feature {spec.name!r} of example {index} must be a flat list")
+        values.append(value)
+    flat = _to_array(values, spec) if len({len(v) for v in values}) == 1 else None
+    if flat is None:
+        raise InvalidInput(f"feature {spec.name!r} has a different length in different examples")
+    return flat.reshape(_example_shape(spec, len(examples), flat.shape[1]))
+
+
+def _example_shape(spec: TensorSpec, count: int, length: int) -> tuple[int, ...]:
+    inner = list(spec.shape[1:])
+    fixed = 1
+    for dim in inner:
+        fixed *= dim if dim != -1 else 1
+    unknown = inner.count(-1)
+    if unknown > 1 or (unknown == 0 and fixed != length) or (unknown and length % fixed):
+        raise InvalidInput(
+            f"feature {spec.name!r} has {length} values per example, which does not fit the "
+            f"input shape {list(spec.shape)}"
+        )
+    if unknown:
+        inner[inner.index(-1)] = length // fixed
+    return (count, *inner)
+
+
+def _pick_output(
+    signature: Signature, configured: str | None, task: str, fits: Any, setting: str
+) -> TensorSpec:
+    if configured is not None:
+        spec = signature.output(configured)
+        assert spec is not None, "the loader checks configured outputs"
+        return spec
+    candidates = [s for s in signature.outputs if fits(s)]
+    if len(candidates) != 1:
+        found = "none" if not candidates else ", ".join(s.name for s in candidates)
+        raise FailedPrecondition(
+            f"this model cannot serve :{task}: it needs exactly one suitable output, found "
+            f"{found} among {', '.join(signature.output_names)}; name it in config.yaml under "
+            f"{setting}"
+        )
+    return candidates[0]
+
+
+def _is_float(spec: TensorSpec) -> bool:
+    return spec.datatype in (Datatype.FP16, Datatype.FP32, Datatype.FP64, Datatype.BF16)
+
+
+def classify_outputs(signature: Signature, config: ModelConfig) -> list[str]:
+    """The outputs ``:classify`` reads: the scores, and the classes if configured."""
+    scores = _pick_output(
+        signature,
+        config.classification.scores,
+        "classify",
+        lambda s: _is_float(s) and len(s.shape) == 2,
+        "classification.scores",
+    )
+    names = [scores.name]
+    if config.classification.classes is not None:
+        names.append(config.classification.classes)
+    return names
+
+
+def regress_output(signature: Signature, config: ModelConfig) -> str:
+    """The output ``:regress`` returns."""
+    spec = _pick_output(
+        signature,
+        config.regression.output,
+        "regress",
+        lambda s: _is_float(s) and (len(s.shape) == 1 or (len(s.shape) == 2 and s.shape[1] == 1)),
+        "regression.output",
+    )
+    return spec.name
+
+
+def encode_classify(
+    outputs: dict[str, np.ndarray[Any, Any]], names: Sequence[str], config: ModelConfig
+) -> bytes:
+    """``{"results": [[[label, score], ...] per example]}``."""
+    scores = outputs[names[0]]
+    if scores.ndim != 2:
+        raise FailedPrecondition(f"output {names[0]!r} must be [batch, classes] to classify")
+    labels = _class_labels(outputs, names, config, scores.shape)
+    results = [
+        [[labels[row][k], scores[row, k]] for k in range(scores.shape[1])]
+        for row in range(scores.shape[0])
+    ]
+    return dump_json({"results": results})
+
+
+def _class_labels(
+    outputs: dict[str, np.ndarray[Any, Any]],
+    names: Sequence[str],
+    config: ModelConfig,
+    shape: tuple[int, ...],
+) -> list[list[str]]:
+    if len(names) > 1:
+        classes = outputs[names[1]]
+        if classes.shape != shape:
+            raise FailedPrecondition(
+                f"output {names[1]!r} has shape {list(classes.shape)}; classes must match the "
+                f"scores' shape {list(shape)}"
+            )
+        return [[_label_text(v) for v in row] for row in classes]
+    labels = config.classification.labels or [str(k) for k in range(shape[1])]
+    if len(labels) != shape[1]:
+        raise FailedPrecondition(
+            f"config.yaml lists {len(labels)} classification labels but the model scores "
+            f"{shape[1]} classes"
+        )
+    return [labels] * shape[0]
+
+
+def _label_text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def encode_regress(outputs: dict[str, np.ndarray[Any, Any]], name: str) -> bytes:
+    """``{"results": [value per example]}``."""
+    values = outputs[name]
+    return dump_json({"results": values.reshape(values.shape[0], -1)[:, 0]})
+
+
+# ---- metadata --------------------------------------------------------------------------------
+
+
+def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
+    return {
+        "dtype": _TF_DTYPES[spec.datatype],
+        "tensor_shape": {
+            "dim": [{"size": str(d), "name": ""} for d in spec.shape],
+            "unknown_rank": False,
+        },
+        "name": spec.name,
+    }
+
+
+def signature_def(signature: Signature) -> dict[str, Any]:
+    """The ``serving_default`` SignatureDef, rendered the way TF Serving's REST API does."""
+    return {
+        DEFAULT_SIGNATURE: {
+            "inputs": {s.name: _tensor_info(s) for s in signature.inputs},
+            "outputs": {s.name: _tensor_info(s) for s in signature.outputs},
+            "method_name": "tensorflow/serving/predict",
+            "defaults": {},
+        }
+    }

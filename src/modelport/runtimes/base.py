@@ -1,0 +1,79 @@
+"""The ``Runtime`` contract every engine implements, and the options an engine is loaded with.
+
+A runtime is created already loaded by its ``load`` class method, so no half-built instance ever
+exists. ``infer`` is synchronous and thread-safe: the dataplane calls it from worker threads,
+several at a time. Engines are imported lazily inside their own module only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from modelport.types import Signature
+
+__all__ = ["ExecutionProvider", "Runtime", "RuntimeOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionProvider:
+    """An engine back-end to try, with its options (e.g. ``CUDAExecutionProvider``)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """Engine settings taken from a model's ``runtime:`` configuration section.
+
+    Zero thread counts let the engine choose. Providers are tried in order; the CPU provider is
+    always the last fallback.
+    """
+
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    execution_providers: tuple[ExecutionProvider, ...] = ()
+    graph_optimization_level: str = "all"
+
+
+class Runtime(ABC):
+    """A loaded model version that can run inference."""
+
+    #: Reported as the model's ``platform`` in V2 metadata.
+    platform: ClassVar[str]
+    #: The file name looked for in a version folder when the config names none.
+    default_model_filename: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def find_model_file(cls, version_dir: Path, filename: str | None) -> Path | None:
+        """The file (or folder) in ``version_dir`` this engine would load, or None."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, model_path: Path, options: RuntimeOptions, context: str = "") -> Runtime:
+        """Load the model at ``model_path``; raise ``ModelLoadError`` saying why if it cannot.
+
+        ``context`` names the model version in log lines (for example ``mnist version 2``).
+        """
+
+    @property
+    @abstractmethod
+    def signature(self) -> Signature:
+        """Inputs and outputs as the model declares them."""
+
+    @abstractmethod
+    def infer(
+        self, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Run the model; return the named ``outputs``. Thread-safe, may release the GIL."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the engine's resources. No call to ``infer`` follows."""
