@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import StartServer
-from tests.models import constant_model, save
+from tests.models import constant_model, mnist_model, save
 from tests.server import ServerProcess
 
 POLL = "0.2"
@@ -280,3 +280,27 @@ def test_invalid_config_is_reported_and_the_loaded_versions_keep_serving(
     assert "bogus" in message
     (repository / "m" / "config.yaml").write_text("version_policy: {latest: 1}\n")
     wait_until(lambda: list(status(server)) == ["2"], "version 2 to load once the config is fixed")
+
+
+def test_serving_continues_while_another_model_loads(
+    server: ServerProcess, repository: Path
+) -> None:
+    # A long warm-up keeps the new model LOADING for a while, in a loading thread.
+    heavy = repository / "heavy"
+    (heavy / "config.yaml").parent.mkdir(parents=True)
+    (heavy / "config.yaml").write_text("warmup: {iterations: 3000, batch_size: 256}\n")
+    save(mnist_model(seed=3), heavy / "1" / "model.onnx")
+    with LoadClient(server.url) as client:
+        wait_until(
+            lambda: status(server, "heavy").get("1", {}).get("state") == "LOADING",
+            "the heavy model to start loading",
+        )
+        served_while_loading = len(client.answers)
+        client.wait_count(20)
+        assert status(server, "heavy").get("1", {}).get("state") == "LOADING"
+        wait_until(
+            lambda: status(server, "heavy").get("1", {}).get("state") == "AVAILABLE",
+            "the heavy model to load",
+        )
+    assert client.failures() == []
+    assert len(client.answers) > served_while_loading
