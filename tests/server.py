@@ -44,10 +44,10 @@ class ServerProcess:
             *args,
         ]
         full_env = {**os.environ, **(env or {})}
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env=full_env
-        )
+        with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=full_env
+            )
         self.url = f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
@@ -82,10 +82,7 @@ class ServerProcess:
         raise AssertionError(f"{text!r} never appeared in the log:\n{self.log()}")
 
     def wait_exit(self, timeout: float = 30) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._log.close()
+        return self.proc.wait(timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:

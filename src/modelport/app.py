@@ -9,16 +9,12 @@ and the process exits 0. A second signal stops at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-
-import uvicorn
 
 from modelport import __version__
 from modelport.config import RepositorySettings, Settings
@@ -33,6 +29,7 @@ from modelport.lifecycle.repository import (
 )
 from modelport.lifecycle.tfconfig import ConfigFileRepository
 from modelport.lifecycle.watcher import RepositoryWatcher
+from modelport.listeners.http import HttpLimits, HttpListener
 from modelport.protocols.http import HttpApp
 from modelport.protocols.kserve_v2.rest import KServeV2Rest
 from modelport.protocols.tfserving.rest import TFServingRest
@@ -76,14 +73,6 @@ def build_source(settings: RepositorySettings, once: OnceLog) -> RepositorySourc
         "no models to serve: give --model-repository DIR (or TF Serving's --model_base_path "
         "or --model_config_file)"
     )
-
-
-class _HttpServer(uvicorn.Server):
-    """uvicorn, minus its own signal handling: ``ModelportServer`` owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -155,20 +144,16 @@ class ModelportServer:
             loop.add_signal_handler(signum, self._on_signal, signum)
         server_settings = self.settings.server
         sock = _bind(server_settings.host, server_settings.http_port)
-        http = _HttpServer(
-            uvicorn.Config(
-                self.http_app,
-                http="httptools",
-                interface="asgi3",
-                lifespan="off",
-                access_log=False,
-                log_config=None,
-                proxy_headers=False,
-                server_header=False,
-                timeout_graceful_shutdown=5,
-            )
+        listener = HttpListener(
+            self.http_app,
+            HttpLimits(
+                max_body_bytes=server_settings.max_body_bytes,
+                header_timeout_s=server_settings.header_timeout_s,
+                body_timeout_s=server_settings.body_timeout_s,
+                keep_alive_timeout_s=server_settings.keep_alive_timeout_s,
+            ),
         )
-        http_task = asyncio.create_task(http.serve(sockets=[sock]), name="http")
+        await listener.start(sock)
         host, port = sock.getsockname()[:2]
         log.info(
             "modelport %s: HTTP on http://%s:%d (TF Serving REST /v1, KServe V2 REST /v2); "
@@ -181,7 +166,7 @@ class ModelportServer:
         code = await self._start_models()
         if code == EXIT_OK:
             await self._stop.wait()
-        return await self._shutdown(http, http_task, code)
+        return await self._shutdown(listener, code)
 
     async def _start_models(self) -> int:
         log.info("loading models from %s", self.source.describe())
@@ -212,13 +197,12 @@ class ModelportServer:
         await self.manager.wait_idle()
         return self.manager.finish_startup()
 
-    async def _shutdown(self, http: _HttpServer, http_task: asyncio.Task[None], code: int) -> int:
+    async def _shutdown(self, listener: HttpListener, code: int) -> int:
         self.dataplane.draining = True
         drained = await self._drain()
-        http.should_exit = True
-        http.force_exit = not drained
-        await http_task
+        await listener.close(timeout=1.0 if drained else 0.0)
         await self.watcher.stop()
+
         if not drained:
             self.abandoned_requests = True
             return code

@@ -55,6 +55,13 @@ class ServerSettings(_Section):
     """Port reserved for the gRPC APIs (TF Serving and KServe V2 gRPC)."""
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     """Largest request body (after decompression); bigger ones get 413 before they are read."""
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """A client must send a request's headers within this time, or gets 408 and is
+    disconnected (a defence against slow clients)."""
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """A client must send a request's body within this time after its headers."""
+    keep_alive_timeout_s: Annotated[float, Field(gt=0)] = 75.0
+    """Idle keep-alive connections are closed after this time."""
     drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM or Ctrl-C, how long in-flight requests may take to finish before exit."""
     infer_threads: Annotated[int, Field(ge=0)] = 0

@@ -1,10 +1,13 @@
-"""The HTTP front door: a small ASGI application that routes to the protocol adapters.
+"""The HTTP front door: routes requests to the protocol adapters.
 
-It is deliberately thin, because every microsecond here is paid on every request:
+``HttpApp.handle`` answers an ``HttpRequest`` whose body the listener has read (within the size
+limit); the same application also runs as an ASGI app. It is deliberately thin, because every
+microsecond here is paid on every request:
 
 - it matches the path against each protocol surface's routes (raw, still percent-encoded, path);
-- it refuses a body over ``max_body_bytes`` with 413 from ``Content-Length`` before reading it,
-  and stops reading a chunked or compressed body as soon as it passes the limit;
+- it checks the body's Content-Type, and inflates a gzip or deflate body, refusing it with 413
+  as soon as it grows past the limit (as an ASGI app, it also refuses a body over the limit from
+  ``Content-Length`` before reading it);
 - it answers 503 to new requests while the server drains, except on the health endpoints;
 - it turns every ``ModelportError`` into its status and ``{"error": ...}`` body, and any other
   exception into a generic 500 (the traceback goes to the server log, never to the client).
@@ -98,7 +101,7 @@ class _Inflight:
 
 
 class HttpApp:
-    """The ASGI application serving every HTTP protocol surface."""
+    """Routes HTTP requests to the protocol surfaces; usable directly or as an ASGI app."""
 
     def __init__(
         self,
@@ -127,43 +130,54 @@ class HttpApp:
             return False
         return True
 
-    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await _lifespan(receive, send)
-            return
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer one request whose body has been read (up to the limit). Never raises."""
         inflight = self._inflight
         inflight.count += 1
         inflight.idle.clear()
         try:
-            response = await self._respond(scope, receive)
-            await _send(send, response)
+            return await self._respond(request)
         finally:
             inflight.count -= 1
             if inflight.count == 0:
                 inflight.idle.set()
 
-    async def _respond(self, scope: dict[str, Any], receive: ASGIReceive) -> HttpResponse:
-        method: str = scope["method"]
-        raw_path: bytes | None = scope.get("raw_path")
-        path = raw_path.decode("latin-1").partition("?")[0] if raw_path else scope["path"]
-        headers = scope["headers"]
+    async def _respond(self, request: HttpRequest) -> HttpResponse:
+        method = request.method
         try:
-            route, match = self._match(method, path)
+            route, match = self._match(method, request.path)
             if self._is_draining() and not route.during_drain:
                 raise ShuttingDown(
                     "the server is shutting down; send the request to another replica"
                 )
-            body = b""
             if method in ("POST", "PUT"):
-                body = await self._read_body(headers, receive)
-            handler = route.handlers[method]
-            return await handler(HttpRequest(method, path, headers, body), match)
+                request.body = self._decode_body(request.headers, request.body)
+            return await route.handlers[method](request, match)
         except ModelportError as exc:
             return error_response(exc)
         except Exception:
-            log.exception("unexpected error answering %s %s", method, path)
+            log.exception("unexpected error answering %s %s", method, request.path)
             return internal_error_response()
+
+    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        """The same application as an ASGI app, for any ASGI server."""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        method: str = scope["method"]
+        raw_path: bytes | None = scope.get("raw_path")
+        path = raw_path.decode("latin-1").partition("?")[0] if raw_path else scope["path"]
+        headers = scope["headers"]
+        body = b""
+        if method in ("POST", "PUT"):
+            try:
+                body = await self._receive_body(headers, receive)
+            except ModelportError as exc:
+                await _send(send, error_response(exc))
+                return
+        response = await self.handle(HttpRequest(method, path, headers, body))
+        await _send(send, response)
 
     def _match(self, method: str, path: str) -> tuple[Route, re.Match[str]]:
         key = (method, path)
@@ -189,16 +203,20 @@ class HttpApp:
             raise mount.unmatched(method, path, path_matched)
         raise _NOT_FOUND
 
-    async def _read_body(
+    async def _receive_body(
         self, headers: Sequence[tuple[bytes, bytes]], receive: ASGIReceive
     ) -> bytes:
+        for key, value in headers:
+            if key == b"content-length" and value.isdigit() and int(value) > self._max_body:
+                raise _too_large(self._max_body)
+        return await _receive_body(receive, self._max_body)
+
+    def _decode_body(self, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """Check the Content-Type and undo any Content-Encoding, within the size limit."""
         content_type = b""
         encoding = b""
         for key, value in headers:
-            if key == b"content-length":
-                if value.isdigit() and int(value) > self._max_body:
-                    raise _too_large(self._max_body)
-            elif key == b"content-type":
+            if key == b"content-type":
                 content_type = value.partition(b";")[0].strip().lower()
             elif key == b"content-encoding":
                 encoding = value.strip().lower()
@@ -207,7 +225,6 @@ class HttpApp:
                 f"Content-Type {content_type.decode('latin-1')!r} is not supported; send "
                 "application/json, or application/octet-stream with the binary tensor extension"
             )
-        body = await _receive_body(receive, self._max_body)
         if encoding in (b"", b"identity"):
             return body
         return _decompress(body, encoding, self._max_body)

@@ -1,0 +1,1 @@
+"""Network listeners: accept connections and hand requests to the protocol layer."""
