@@ -45,12 +45,16 @@ CORE = modules("core")
 @pytest.mark.parametrize("path", CORE, ids=ids(CORE))
 def test_core_is_free_of_frameworks_engines_and_upper_layers(path: Path) -> None:
     found = imports_of(path)
-    forbidden = FRAMEWORKS | ENGINES | {
-        "modelport.lifecycle",
-        "modelport.protocols",
-        "modelport.app",
-        "modelport.cli",
-    }
+    forbidden = (
+        FRAMEWORKS
+        | ENGINES
+        | {
+            "modelport.lifecycle",
+            "modelport.protocols",
+            "modelport.app",
+            "modelport.cli",
+        }
+    )
     assert not found & forbidden
 
 
