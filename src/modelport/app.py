@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from modelport import __version__
@@ -41,6 +42,7 @@ log = logging.getLogger("modelport")
 
 EXIT_OK = 0
 EXIT_STARTUP_FAILED = 1
+EXIT_FORCED = 1
 
 
 class StartupError(Exception):
@@ -92,6 +94,19 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _poll_interval(settings: Settings) -> float:
+    """How often to scan: the shorter of the folder and config-file intervals that are set.
+
+    A TF Serving config file is re-read during a scan, so it is checked at least that often.
+    """
+    repository = settings.repository
+    intervals = [repository.poll_interval_s]
+    if repository.model_config_file is not None:
+        intervals.append(repository.model_config_file_poll_wait_seconds)
+    positive = [interval for interval in intervals if interval > 0]
+    return min(positive) if positive else 0.0
+
+
 class ModelportServer:
     """One modelport process: HTTP listener, dataplane, model manager and repository watcher."""
 
@@ -104,9 +119,8 @@ class ModelportServer:
             load_timeout_s=lifecycle.load_timeout_s,
             strict_readiness=lifecycle.strict_readiness,
         )
-        self.watcher = RepositoryWatcher(
-            self.source, self.manager, settings.repository.poll_interval_s
-        )
+        self.watcher = RepositoryWatcher(self.source, self.manager, _poll_interval(settings))
+
         threads = settings.server.infer_threads or 2 * default_thread_count()
         self.infer_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
         self.dataplane = DataPlane(
@@ -118,10 +132,10 @@ class ModelportServer:
             is_draining=lambda: self.dataplane.draining,
         )
         self._stop = asyncio.Event()
-        self._force = asyncio.Event()
         self._signals = 0
-        #: Set when shutdown gave up waiting for requests still running in the engine.
-        self.abandoned_requests = False
+        #: Set when shutdown left engine work running (a stuck request or a load under way):
+        #: threads that cannot be interrupted would keep the process alive.
+        self.abandoned_work = False
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -131,7 +145,8 @@ class ModelportServer:
             self._stop.set()
         else:
             log.warning("received %s again: stopping now", signal.Signals(signum).name)
-            self._force.set()
+            logging.shutdown()
+            os._exit(EXIT_FORCED)
 
     def request_stop(self) -> None:
         """Begin the graceful shutdown, as SIGTERM does."""
@@ -202,12 +217,12 @@ class ModelportServer:
         drained = await self._drain()
         await listener.close(timeout=1.0 if drained else 0.0)
         await self.watcher.stop()
-
-        if not drained:
-            self.abandoned_requests = True
-            return code
-        await self.manager.close()
-        self.infer_pool.shutdown(wait=True)
+        if drained:
+            await self.manager.close()
+        if not drained or self.manager.loading:
+            self.abandoned_work = True
+        else:
+            self.infer_pool.shutdown(wait=True)
         log.info("stopped")
         return code
 
@@ -217,14 +232,10 @@ class ModelportServer:
             log.info(
                 "waiting up to %g s for %d requests in flight", timeout, self.http_app.inflight
             )
-        idle = asyncio.ensure_future(self.http_app.wait_idle(timeout))
-        forced = asyncio.ensure_future(self._force.wait())
-        await asyncio.wait({idle, forced}, return_when=asyncio.FIRST_COMPLETED)
-        forced.cancel()
-        if idle.done() and idle.result():
+        if await self.http_app.wait_idle(timeout):
             return True
-        idle.cancel()
         busy = self.manager.busy_versions()
+
         log.warning(
             "%d requests still in flight; exiting without waiting for them (busy: %s)",
             self.http_app.inflight,
@@ -234,7 +245,13 @@ class ModelportServer:
 
 
 def configure_logging(level: str) -> None:
-    """Plain, timestamped log lines on stderr."""
+    """Plain, timestamped log lines on stderr.
+
+    JSON numbers beyond a float datatype's range become infinities, as in TF Serving and
+    Triton; numpy's warning about that cast is noise in a server's log and is not shown.
+    """
+    warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -262,8 +279,8 @@ def serve(settings: Settings) -> int:
             return EXIT_STARTUP_FAILED
 
     code = uvloop.run(main())
-    if server.abandoned_requests:
-        # Worker threads stuck in an engine call would keep the interpreter alive forever.
+    if server.abandoned_work:
+        # Threads inside an engine call would keep the interpreter alive until they return.
         logging.shutdown()
         os._exit(code)
     return code

@@ -153,6 +153,27 @@ def serve(
             help="Inference worker threads; 0 = two per CPU. Default: 0.", rich_help_panel=LISTEN
         ),
     ] = None,
+    header_timeout_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Clients must send a request's headers within this time, else 408. Default: 10.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    body_timeout_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Clients must send a request's body within this time, else 408. Default: 30.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    keep_alive_timeout_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Close idle keep-alive connections after this time. Default: 75.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
     inline_compute_us: Annotated[
         float | None,
         typer.Option(
@@ -215,6 +236,9 @@ def serve(
             "drain_timeout_s": drain_timeout_s,
             "infer_threads": infer_threads,
             "inline_compute_us": inline_compute_us,
+            "header_timeout_s": header_timeout_s,
+            "body_timeout_s": body_timeout_s,
+            "keep_alive_timeout_s": keep_alive_timeout_s,
         },
         repository={
             "model_repository": model_repository,

@@ -98,10 +98,14 @@ class LabelNotFound(NotFound):
 
 
 class MethodNotAllowed(ModelportError):
-    """The path exists but not for this HTTP method."""
+    """The path exists but not for this HTTP method; ``allowed`` lists the methods it takes."""
 
     grpc_code = "UNIMPLEMENTED"
     http_status = 405
+
+    def __init__(self, message: str, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class Conflict(ModelportError):

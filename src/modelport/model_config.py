@@ -62,33 +62,43 @@ class VersionPolicy(_Section):
             return cls()
         if isinstance(raw, VersionPolicy):
             return raw
+        if isinstance(raw, dict) and "kind" in raw:  # the form model_dump() writes
+            return cls.model_validate(raw)
         if raw == "all":
-            return cls(kind="all")
+            raw = {"all": {}}
         if not isinstance(raw, dict) or len(raw) != 1:
             raise ValueError("write one of {latest: N}, {specific: [versions]} or all")
         ((kind, value),) = raw.items()
         if kind == "all":
             return cls(kind="all")
         if kind == "latest":
-            count = value.get("num_versions", 1) if isinstance(value, dict) else value
-            if type(count) is not int or count < 1:
-                raise ValueError(f"latest needs a positive number of versions, not {count!r}")
-            return cls(kind="latest", num_versions=count)
+            return cls(kind="latest", num_versions=_latest_count(value))
         if kind == "specific":
-            versions = value.get("versions", []) if isinstance(value, dict) else value
-            if (
-                not isinstance(versions, list)
-                or not versions
-                or not all(type(v) is int and v > 0 for v in versions)
-            ):
-                raise ValueError("specific needs a non-empty list of positive version numbers")
-            return cls(kind="specific", versions=tuple(versions))
+            return cls(kind="specific", versions=_specific_versions(value))
         raise ValueError(f"unknown version policy {kind!r}; use latest, specific or all")
 
     def describe(self) -> str:
         if self.kind == "specific":
             return f"specific {list(self.versions)}"
         return "all" if self.kind == "all" else f"latest {self.num_versions}"
+
+
+def _latest_count(value: Any) -> int:
+    count = value.get("num_versions", 1) if isinstance(value, dict) else value
+    if type(count) is not int or count < 1:
+        raise ValueError(f"latest needs a positive number of versions, not {count!r}")
+    return count
+
+
+def _specific_versions(value: Any) -> tuple[int, ...]:
+    versions = value.get("versions", []) if isinstance(value, dict) else value
+    if (
+        not isinstance(versions, list)
+        or not versions
+        or not all(type(v) is int and v > 0 for v in versions)
+    ):
+        raise ValueError("specific needs a non-empty list of positive version numbers")
+    return tuple(versions)
 
 
 class TensorOverride(_Section):
@@ -107,10 +117,13 @@ class ExecutionProviderConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    """Engine settings. Thread counts of 0 mean: as many as the CPUs this process may use."""
+    """Engine settings."""
 
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    """Threads one inference may use; 0 means as many as the CPUs this process may use."""
     inter_op_threads: Annotated[int, Field(ge=0)] = 0
+    """Threads running independent graph nodes in parallel; 0 means 1 (nodes run in order)."""
+
     execution_providers: list[ExecutionProviderConfig] = Field(default_factory=list)
     graph_optimization_level: Literal["disabled", "basic", "extended", "all"] = "all"
 

@@ -258,6 +258,8 @@ def test_unknown_paths_and_methods(server: ServerProcess) -> None:
     assert missing.json() == {"error": "Not Found"}
     wrong_method = httpx.get(f"{server.url}/v2/models/mnist/infer")
     assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+
     assert "error" in wrong_method.json()
     elsewhere = httpx.get(f"{server.url}/favicon.ico")
     assert elsewhere.status_code == 404

@@ -1,4 +1,5 @@
-"""Graceful shutdown: readiness drops at once, new requests get 503, in-flight ones finish, exit 0."""
+"""Graceful shutdown: readiness drops at once, new requests get 503, in-flight requests
+finish, and the process exits 0."""
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ def repository(tmp_path: Path) -> Path:
 def slow_body(steps: int) -> dict[str, Any]:
     return {
         "inputs": [
-            {"name": "x", "shape": [ROWS, WIDTH], "datatype": "FP32", "data": [0.01] * ROWS * WIDTH},
+            {
+                "name": "x",
+                "shape": [ROWS, WIDTH],
+                "datatype": "FP32",
+                "data": [0.01] * ROWS * WIDTH,
+            },
             {"name": "steps", "shape": [1], "datatype": "INT64", "data": [steps]},
         ]
     }
@@ -41,7 +47,9 @@ def steps_lasting(server: ServerProcess, seconds: float) -> int:
     elapsed = 0.0
     for _ in range(2):  # the first call also pays for warming up
         started = time.monotonic()
-        response = httpx.post(f"{server.url}/v2/models/slow/infer", json=slow_body(probe), timeout=60)
+        response = httpx.post(
+            f"{server.url}/v2/models/slow/infer", json=slow_body(probe), timeout=60
+        )
         assert response.status_code == 200, response.text
         elapsed = time.monotonic() - started
     return max(probe, int(seconds * probe / max(elapsed, 1e-3)))
@@ -88,9 +96,7 @@ def test_in_flight_requests_finish_and_new_ones_get_503(
     ready = wait_for_status(f"{server.url}/v2/health/ready", 503)
     assert ready.status_code == 503
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
-    refused = httpx.post(
-        f"{server.url}/v1/models/mnist:predict", json={"instances": [[0.0] * 784]}
-    )
+    refused = httpx.post(f"{server.url}/v1/models/mnist:predict", json={"instances": [[0.0] * 784]})
     assert refused.status_code == 503
     assert "shutting down" in refused.json()["error"]
     assert request.is_alive(), "the slow request should still be running"

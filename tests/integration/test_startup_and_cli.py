@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from tests.conftest import StartServer
-from tests.models import save
 from tests.server import ServerProcess, free_port
 
 
@@ -58,7 +57,9 @@ def test_tf_serving_model_config_file(start_server: StartServer, example_reposit
     # The example from TF Serving's documentation, with a relative and an absolute base path.
     save_third = example_repository / "mnist" / "3"
     save_third.mkdir()
-    (save_third / "model.onnx").write_bytes((example_repository / "mnist/2/model.onnx").read_bytes())
+    (save_third / "model.onnx").write_bytes(
+        (example_repository / "mnist/2/model.onnx").read_bytes()
+    )
     config = example_repository / "models.config"
     config.write_text(
         "model_config_list {\n"
@@ -131,8 +132,7 @@ def test_yaml_settings_file_and_flag_precedence(
 ) -> None:
     settings = tmp_path / "modelport.yaml"
     settings.write_text(
-        f"repository:\n  model_repository: {example_repository}\n"
-        "server:\n  max_body_bytes: 5000\n"
+        f"repository:\n  model_repository: {example_repository}\nserver:\n  max_body_bytes: 5000\n"
     )
     from_file = start_server("--config", str(settings))
     assert predict_status(from_file, "mnist") == 413
@@ -244,7 +244,12 @@ def test_help_explains_every_command() -> None:
     assert "serve" in top.stdout
     serve = run_cli("serve", "--help")
     assert serve.returncode == 0
-    for flag in ("--model-repository", "--rest_api_port", "--model_config_file", "--drain-timeout-s"):
+    for flag in (
+        "--model-repository",
+        "--rest_api_port",
+        "--model_config_file",
+        "--drain-timeout-s",
+    ):
         assert flag in serve.stdout
     version = run_cli("--version")
     assert version.stdout.startswith("modelport ")

@@ -8,8 +8,8 @@ every call before the first measurement) runs in the worker pool. The budget bou
 inline call can hold the event loop; 0 sends every call to the pool.
 
 Some models take time that input size does not predict (a loop whose trip count is an input,
-for example). The first call that takes more than ten budgets marks the version as such, and it
-never runs inline again.
+for example). The first call that takes more than ten times its prediction, and more than the
+budget, marks the version as unpredictable, and it never runs inline again.
 """
 
 from __future__ import annotations
@@ -27,24 +27,30 @@ from modelport.runtimes.base import Runtime
 __all__ = ["ComputeEstimate", "Dispatcher"]
 
 _SMOOTHING = 0.2
+#: A call this many times slower than predicted shows the input size does not predict the time.
+_SURPRISE = 10.0
 
 
 class ComputeEstimate:
     """A running (exponentially weighted) estimate of engine seconds per input byte."""
 
-    __slots__ = ("longest", "seconds_per_byte")
+    __slots__ = ("seconds_per_byte", "unpredictable")
 
     def __init__(self) -> None:
         self.seconds_per_byte: float | None = None
-        self.longest = 0.0
+        self.unpredictable = False
 
     def predict(self, nbytes: int) -> float | None:
         """Predicted engine seconds for ``nbytes`` of input; None before any measurement."""
         rate = self.seconds_per_byte
         return None if rate is None else rate * max(nbytes, 1)
 
-    def observe(self, seconds: float, nbytes: int) -> None:
-        self.longest = max(self.longest, seconds)
+    def observe(self, seconds: float, nbytes: int, budget: float = 0.0) -> None:
+        """Record one call; a call far slower than predicted and over ``budget`` marks the
+        version unpredictable."""
+        predicted = self.predict(nbytes)
+        if predicted is not None and seconds > budget and seconds > _SURPRISE * predicted:
+            self.unpredictable = True
         rate = seconds / max(nbytes, 1)
         current = self.seconds_per_byte
         self.seconds_per_byte = rate if current is None else current + _SMOOTHING * (rate - current)
@@ -67,24 +73,29 @@ class Dispatcher:
         nbytes = 0
         for arr in inputs.values():
             nbytes += arr.nbytes
-        rate = estimate.seconds_per_byte
         budget = self._budget
-        if rate is not None and rate * nbytes <= budget and estimate.longest <= 10 * budget:
-            return _timed(runtime, estimate, nbytes, inputs, outputs)
+        rate = estimate.seconds_per_byte
+        if (
+            budget > 0
+            and rate is not None
+            and rate * max(nbytes, 1) <= budget
+            and not estimate.unpredictable
+        ):
+            return self._timed(runtime, estimate, nbytes, inputs, outputs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, _timed, runtime, estimate, nbytes, inputs, outputs
+            self._executor, self._timed, runtime, estimate, nbytes, inputs, outputs
         )
 
-
-def _timed(
-    runtime: Runtime,
-    estimate: ComputeEstimate,
-    nbytes: int,
-    inputs: Mapping[str, np.ndarray[Any, Any]],
-    outputs: Sequence[str],
-) -> dict[str, np.ndarray[Any, Any]]:
-    started = time.perf_counter()
-    result = runtime.infer(inputs, outputs)
-    estimate.observe(time.perf_counter() - started, nbytes)
-    return result
+    def _timed(
+        self,
+        runtime: Runtime,
+        estimate: ComputeEstimate,
+        nbytes: int,
+        inputs: Mapping[str, np.ndarray[Any, Any]],
+        outputs: Sequence[str],
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        started = time.perf_counter()
+        result = runtime.infer(inputs, outputs)
+        estimate.observe(time.perf_counter() - started, nbytes, self._budget)
+        return result

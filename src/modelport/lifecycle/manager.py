@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,12 @@ from modelport.types import ModelState, Signature, VersionStatus
 __all__ = ["Loader", "ManagedModel", "ModelManager", "ModelVersion"]
 
 log = logging.getLogger(__name__)
+
+#: A target version in one of these states cannot serve yet: what it replaces keeps serving.
+#: (An UNLOADING target version is one that came back into the target while draining; it is
+#: loaded again once its unload finishes.)
+_UNSETTLED = frozenset({ModelState.START, ModelState.LOADING, ModelState.UNLOADING})
+
 
 Loader = Callable[[VersionFolder, ModelConfig, str], LoadedVersion]
 
@@ -98,6 +104,9 @@ class ManagedModel:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     target: set[int] = field(default_factory=set)
     labels: dict[str, int] = field(default_factory=dict)
+    #: The last valid configuration; it stays in force while config.yaml is invalid.
+    config: ModelConfig | None = None
+
     serving: ModelVersion | None = None  #: the newest AVAILABLE version, for requests naming none
 
     def refresh(self) -> None:
@@ -121,7 +130,10 @@ class ModelManager:
         self._pool = ThreadPoolExecutor(max_workers=load_threads, thread_name_prefix="load")
         self._load_timeout_s = load_timeout_s
         self._strict = strict_readiness
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._loads: set[asyncio.Task[None]] = set()
+        self._unloads: set[asyncio.Task[None]] = set()
+        self._closing = False
+
         self._first_sources: set[str] | None = None
         self._startup_models: set[str] | None = None
 
@@ -255,7 +267,8 @@ class ModelManager:
             self._update_model(model, source, stable)
         for name, model in list(self.models.items()):
             if name not in sources and model.source is not None:
-                log.info("model %s: folder removed from the repository; unloading", name)
+                log.info("model %s: no longer in the repository; unloading it", name)
+
                 model.source = None
                 model.target = set()
                 self._settle(model)
@@ -264,10 +277,13 @@ class ModelManager:
         self, model: ManagedModel, source: ModelSource, stable: Collection[tuple[str, int]]
     ) -> None:
         model.source = source
-        config = source.config or ModelConfig()
         if source.config is not None:
+            model.config = source.config
             model.labels = dict(source.config.labels)
+        # While config.yaml is invalid, the last valid policy decides what keeps serving.
+        config = model.config or ModelConfig()
         model.target = config.version_policy.select(set(source.versions))
+
         for version in sorted(model.target):
             folder = source.versions[version]
             current = model.versions.get(version)
@@ -312,12 +328,15 @@ class ModelManager:
         current.folder, current.config, current.config_fingerprint = folder, config, config_fp
         current.error = None
         current.move(ModelState.LOADING)
-        self._spawn(self._load(model, current))
+        log.info("%s: loading from %s", current.context, folder.path)
+        future = self._pool.submit(self._loader, folder, config, current.context)
+        self._spawn(self._load(model, current, future), self._loads)
 
-    async def _load(self, model: ManagedModel, mv: ModelVersion) -> None:
-        log.info("%s: loading from %s", mv.context, mv.folder.path)
-        future = self._pool.submit(self._loader, mv.folder, mv.config, mv.context)
+    async def _load(
+        self, model: ManagedModel, mv: ModelVersion, future: Future[LoadedVersion]
+    ) -> None:
         waiting = asyncio.wrap_future(future)
+
         done, _ = await asyncio.wait({waiting}, timeout=self._load_timeout_s)
         if not done:
             waiting.add_done_callback(_unload_late)
@@ -335,8 +354,15 @@ class ModelManager:
                 log.exception("%s: unexpected error while loading", mv.context)
                 self._fail(mv, f"unexpected error while loading: {exc}")
             else:
-                mv.move(ModelState.AVAILABLE)
-                log.info("%s: AVAILABLE", mv.context)
+                if self._closing:
+                    mv.loaded.runtime.unload()
+                    mv.move(ModelState.FAILED)
+                    mv.error = "the server shut down while this version was loading"
+                    log.info("%s: finished loading after shutdown began; unloaded", mv.context)
+                else:
+                    mv.move(ModelState.AVAILABLE)
+                    log.info("%s: AVAILABLE", mv.context)
+
         model.refresh()
         self._settle(model)
 
@@ -350,8 +376,9 @@ class ModelManager:
         versions = model.versions
         for version in model.target:
             current = versions.get(version)
-            if current is None or current.state in (ModelState.START, ModelState.LOADING):
+            if current is None or current.state in _UNSETTLED:
                 return
+
         failed = sum(1 for v in model.target if versions[v].state is ModelState.FAILED)
         present = set(model.source.versions) if model.source is not None else set()
         spares = sorted(
@@ -376,7 +403,7 @@ class ModelManager:
     def _retire(self, model: ManagedModel, mv: ModelVersion) -> None:
         mv.move(ModelState.UNLOADING)
         log.info("%s: UNLOADING (%d requests in flight)", mv.context, mv.inflight)
-        self._spawn(self._drain_and_unload(model, mv))
+        self._spawn(self._drain_and_unload(model, mv), self._unloads)
 
     async def _drain_and_unload(self, model: ManagedModel, mv: ModelVersion) -> None:
         if mv.inflight:
@@ -388,23 +415,40 @@ class ModelManager:
         if model.versions.get(mv.version) is mv:
             del model.versions[mv.version]
         log.info("%s: unloaded", mv.context)
+        self._reload_if_wanted_again(model, mv.version)
         self._forget_if_gone(model)
+
+    def _reload_if_wanted_again(self, model: ManagedModel, version: int) -> None:
+        """A version the target wants again after it began unloading: load it once more."""
+        source = model.source
+        if self._closing or source is None or version not in model.target:
+            return
+        folder = source.versions.get(version)
+        if folder is not None and source.config is not None:
+            log.info("%s: wanted again; loading it anew", f"model {model.name} version {version}")
+            self._start_load(model, folder, source.config, source.config_fingerprint)
 
     def _forget_if_gone(self, model: ManagedModel) -> None:
         if model.source is None and not model.versions and self.models.get(model.name) is model:
             del self.models[model.name]
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    @staticmethod
+    def _spawn(coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
         task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     # ---- start-up and shut-down -----------------------------------------------------------
 
     async def wait_idle(self) -> None:
         """Wait until no load or unload is under way."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._loads or self._unloads:
+            await asyncio.gather(*self._loads, *self._unloads, return_exceptions=True)
+
+    @property
+    def loading(self) -> bool:
+        """Whether a load is under way (its thread cannot be interrupted)."""
+        return bool(self._loads)
 
     def finish_startup(self) -> list[str]:
         """Mark the first load done; return one line per model that has nothing to serve."""
@@ -417,14 +461,19 @@ class ModelManager:
         return problems
 
     async def close(self) -> None:
-        """Unload every version (requests are expected to have drained) and stop the threads."""
+        """Unload every version (requests are expected to have drained) and stop the threads.
+
+        Loads under way are not waited for: what they build is freed when they finish.
+        """
+        self._closing = True
         for model in list(self.models.values()):
             model.source = None
             model.target = set()
             for mv in list(model.versions.values()):
                 if mv.state is ModelState.AVAILABLE:
                     self._retire(model, mv)
-        await self.wait_idle()
+        while self._unloads:
+            await asyncio.gather(*self._unloads, return_exceptions=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

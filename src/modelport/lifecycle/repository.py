@@ -35,15 +35,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "config.yaml"
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_VERSION = re.compile(r"[0-9]{1,18}")
+
 
 #: (path relative to the version folder, size in bytes, modification time in ns) per file.
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 def valid_model_name(name: str) -> bool:
-    """Model names are 1-128 characters of letters, digits, ``.``, ``_`` and ``-``."""
-    return bool(_MODEL_NAME.match(name)) and ".." not in name
+    """Model names and labels: 1-128 letters, digits, ``.``, ``_`` and ``-``, starting with a
+    letter or digit, without ``..``."""
+    return _NAME.fullmatch(name) is not None and ".." not in name
+
+
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,18 +90,24 @@ class ScanError(Exception):
 
 
 class OnceLog:
-    """Logs each distinct message once, so a repeated poll does not repeat itself."""
+    """Logs a problem once, not on every poll.
+
+    Each message belongs to a subject (by default the message itself); it is logged when the
+    subject's message changes. ``clear(subject)`` records that the problem went away, so it is
+    logged again if it comes back.
+    """
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._last: dict[str, str] = {}
 
-    def __call__(self, level: int, message: str) -> None:
-        if message not in self._seen:
-            self._seen.add(message)
+    def __call__(self, level: int, message: str, subject: str | None = None) -> None:
+        key = subject or message
+        if self._last.get(key) != message:
+            self._last[key] = message
             log.log(level, "%s", message)
 
-    def forget(self, message: str) -> None:
-        self._seen.discard(message)
+    def clear(self, subject: str) -> None:
+        self._last.pop(subject, None)
 
 
 class RepositorySource(ABC):
@@ -131,10 +143,9 @@ class DirectoryRepository(RepositorySource):
                 continue
             if not valid_model_name(entry.name):
                 self._once(
-                    logging.WARNING,
-                    f"ignoring folder {entry.path}: model names use letters, digits, '.', '_' "
-                    "and '-' and start with a letter or digit",
+                    logging.WARNING, f"ignoring folder {entry.path!r}: model names use {NAME_RULE}"
                 )
+
                 continue
             models[entry.name] = scan_model(entry.name, Path(entry.path), self._once)
         return models
@@ -170,17 +181,20 @@ def scan_model(
     """
     config, error = _read_config(base_path, config_override)
     if error is not None:
-        once(logging.ERROR, f"model {name}: {error}")
+        once(logging.ERROR, f"model {name}: {error}", subject=f"{name}:config")
+    else:
+        once.clear(f"{name}:config")
     try:
         entries = sorted(os.scandir(base_path), key=lambda e: e.name)
     except OSError as exc:
-        once(logging.ERROR, f"model {name}: cannot read {base_path}: {exc}")
+        once(logging.ERROR, f"model {name}: cannot read {base_path}: {exc}", f"{name}:folder")
         return ModelSource(name, base_path, config, error)
+    once.clear(f"{name}:folder")
     versions: dict[int, VersionFolder] = {}
     for entry in entries:
         if not entry.is_dir():
             continue
-        if entry.name.isdigit() and int(entry.name) > 0:
+        if _VERSION.fullmatch(entry.name) and int(entry.name) > 0:
             version = int(entry.name)
             if version in versions:
                 once(

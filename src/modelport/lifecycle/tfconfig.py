@@ -17,6 +17,7 @@ from google.protobuf import text_format
 
 from modelport._pb.tfserving import model_server_config_pb2 as pb
 from modelport.lifecycle.repository import (
+    NAME_RULE,
     ModelSource,
     OnceLog,
     RepositorySource,
@@ -27,8 +28,6 @@ from modelport.lifecycle.repository import (
 from modelport.model_config import VersionPolicy
 
 __all__ = ["ConfigEntry", "ConfigFileRepository", "parse_model_config_text"]
-
-_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +76,8 @@ def parse_model_config_text(text: str, relative_to: Path) -> list[ConfigEntry]:
 def _entry(config: pb.ModelConfig, index: int, relative_to: Path) -> ConfigEntry:
     where = f"config #{index + 1}"
     if not valid_model_name(config.name):
-        raise ValueError(
-            f"{where}: name {config.name!r} is not a valid model name (letters, digits, '.', "
-            "'_' and '-', starting with a letter or digit)"
-        )
+        raise ValueError(f"{where}: name {config.name!r} is not a valid model name ({NAME_RULE})")
+
     if not config.base_path:
         raise ValueError(f"{where} ({config.name}): base_path is required")
     base_path = Path(config.base_path)
@@ -88,11 +85,12 @@ def _entry(config: pb.ModelConfig, index: int, relative_to: Path) -> ConfigEntry
         base_path = relative_to / base_path
     labels = dict(config.version_labels) if config.version_labels else None
     for label, version in (labels or {}).items():
-        if not label or not set(label) <= _LABEL_CHARS or version < 1:
+        if not valid_model_name(label) or version < 1:
             raise ValueError(
                 f"{where} ({config.name}): version label {label!r} -> {version} is invalid; "
-                "labels use letters, digits and '_' and point at a positive version"
+                f"labels use {NAME_RULE} and point at a positive version"
             )
+
     return ConfigEntry(
         name=config.name,
         base_path=base_path,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import http
 import logging
 import socket
@@ -142,10 +143,8 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError, AttributeError):  # not TCP (a UNIX socket)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):  # not TCP (a UNIX socket)
-                pass
         self.deadline = self._loop.time() + self._limits.header_timeout_s
         self._listener.connections.add(self)
 

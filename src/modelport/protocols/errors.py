@@ -6,7 +6,7 @@ import math
 
 import orjson
 
-from modelport.errors import ModelportError, Overloaded, PayloadTooLarge
+from modelport.errors import MethodNotAllowed, ModelportError, Overloaded, PayloadTooLarge
 from modelport.protocols.wire import HttpResponse
 
 __all__ = ["error_response", "internal_error_response"]
@@ -19,6 +19,8 @@ def error_response(exc: ModelportError) -> HttpResponse:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if isinstance(exc, Overloaded):
         headers = ((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()),)
+    elif isinstance(exc, MethodNotAllowed) and exc.allowed:
+        headers = ((b"allow", ", ".join(exc.allowed).encode()),)
     elif isinstance(exc, PayloadTooLarge):
         # The rest of an oversized body is never read: close instead of reusing the connection.
         headers = ((b"connection", b"close"),)

@@ -90,8 +90,8 @@ class Mount:
 
     owns: Callable[[str], bool]
     routes: Sequence[Route]
-    unmatched: Callable[[str, str, bool], ModelportError]
-    """Error for a path it owns that no route matches: (method, path, path_matched_a_route)."""
+    unmatched: Callable[[str, str, tuple[str, ...]], ModelportError]
+    """Error for a request no route takes: (method, path, methods the path takes, if any)."""
 
 
 @dataclass
@@ -124,6 +124,8 @@ class HttpApp:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if ``timeout`` passed first."""
+        if self._inflight.count == 0:
+            return True
         try:
             await asyncio.wait_for(self._inflight.idle.wait(), timeout)
         except TimeoutError:
@@ -192,15 +194,16 @@ class HttpApp:
         for mount in self._mounts:
             if not mount.owns(path):
                 continue
-            path_matched = False
+            allowed: list[str] = []
             for route in mount.routes:
                 match = route.pattern.fullmatch(path)
                 if match is None:
                     continue
                 if method in route.handlers:
                     return route, match
-                path_matched = True
-            raise mount.unmatched(method, path, path_matched)
+                allowed.extend(route.handlers)
+            raise mount.unmatched(method, path, tuple(sorted(allowed)))
+
         raise _NOT_FOUND
 
     async def _receive_body(
@@ -245,11 +248,12 @@ def _too_large(limit: int) -> PayloadTooLarge:
 async def _receive_body(receive: ASGIReceive, limit: int) -> bytes:
     message = await receive()
     body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise _too_large(limit)
     if not message.get("more_body", False):
-        if len(body) > limit:
-            raise _too_large(limit)
         return body
     chunks = [body]
+
     total = len(body)
     while message.get("more_body", False):
         message = await receive()

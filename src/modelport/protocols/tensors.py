@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from modelport.errors import FailedPrecondition, InvalidInput
+from modelport.protocols.wire import dump_json, dump_json_nonfinite
 from modelport.types import Datatype
 
 __all__ = [
@@ -23,11 +25,18 @@ __all__ = [
     "array_to_json_values",
     "bytes_array",
     "decode_binary",
+    "dump_outputs_json",
+    "element_count",
     "encode_binary",
     "has_nonfinite",
+    "reshaped",
 ]
 
+
 _LENGTH = struct.Struct("<I")
+
+#: The most dimensions a tensor may have (numpy's own limit).
+MAX_RANK = 64
 
 
 def array_from_json(
@@ -40,8 +49,10 @@ def array_from_json(
         raw = np.asarray(values)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(
-            f"input {name!r}: nested lists must all have the same length ({exc})"
+            f"input {name!r}: nested lists must all have the same length and be at most "
+            f"{MAX_RANK} deep ({exc})"
         ) from exc
+
     kind = raw.dtype.kind
     target = datatype.numpy_dtype
     if datatype is Datatype.BOOL:
@@ -73,7 +84,12 @@ def _integers(
         raise _wrong_kind(name, datatype, raw)
     info = np.iinfo(target)
     low, high = raw.min(), raw.max()
-    if low < info.min or high > info.max:
+    if raw.dtype.kind == "f":
+        # Compare floats against exact powers of two: float(info.max) rounds up to one past it.
+        out_of_range = low < float(info.min) or high >= 2.0 ** (info.bits - (info.min < 0))
+    else:
+        out_of_range = low < info.min or high > info.max
+    if out_of_range:
         raise InvalidInput(
             f"input {name!r} is {datatype}; the value {low if low < info.min else high} is out "
             f"of its range [{info.min}, {info.max}]"
@@ -99,17 +115,22 @@ def _wrong_kind(name: str, datatype: Datatype, raw: np.ndarray[Any, Any]) -> Inv
 
 def bytes_array(values: Any, name: str, *, allow_b64: bool = False) -> np.ndarray[Any, Any]:
     """An object array of ``bytes`` from nested JSON strings (and ``{"b64": ...}`` if allowed)."""
-    flat, shape = _flatten_bytes(values, name, allow_b64)
+    flat, shape = _flatten_bytes(values, name, allow_b64, 0)
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(shape)
 
 
-def _flatten_bytes(values: Any, name: str, allow_b64: bool) -> tuple[list[bytes], tuple[int, ...]]:
+def _flatten_bytes(
+    values: Any, name: str, allow_b64: bool, depth: int
+) -> tuple[list[bytes], tuple[int, ...]]:
     if isinstance(values, list):
+        if depth >= MAX_RANK:
+            raise InvalidInput(f"input {name!r}: nested more than {MAX_RANK} lists deep")
         if not values:
             return [], (0,)
-        parts = [_flatten_bytes(v, name, allow_b64) for v in values]
+        parts = [_flatten_bytes(v, name, allow_b64, depth + 1) for v in values]
+
         inner = parts[0][1]
         if any(shape != inner for _, shape in parts):
             raise InvalidInput(f"input {name!r}: nested lists must all have the same length")
@@ -135,11 +156,9 @@ def decode_binary(
     data: memoryview, datatype: Datatype, shape: tuple[int, ...], name: str
 ) -> np.ndarray[Any, Any]:
     """A tensor from little-endian, row-major raw bytes (BYTES: 4-byte length + bytes each)."""
-    count = 1
-    for dim in shape:
-        count *= dim
+    count = element_count(shape, name)
     if datatype is Datatype.BYTES:
-        return _decode_bytes_elements(data, count, name).reshape(shape)
+        return reshaped(_decode_bytes_elements(data, count, name), shape, name)
     itemsize = datatype.itemsize or 1
     if len(data) != count * itemsize:
         raise InvalidInput(
@@ -147,7 +166,36 @@ def decode_binary(
             f"needs {count * itemsize} bytes"
         )
     # Wire data is little-endian; so is every host modelport supports (x86-64, aarch64).
-    return np.frombuffer(data, dtype=datatype.numpy_dtype).reshape(shape)
+    arr = np.frombuffer(data, dtype=datatype.numpy_dtype)
+    if datatype is Datatype.BOOL and count and arr.view(np.uint8).max() > 1:
+        raise InvalidInput(f"input {name!r}: BOOL elements are one byte each, 0 or 1")
+    return reshaped(arr, shape, name)
+
+
+#: The largest size of one dimension: far past any real tensor, small enough to never overflow.
+MAX_DIM = 2**40
+
+
+def element_count(shape: tuple[int, ...], name: str) -> int:
+    """The number of elements of ``shape``, after checking its rank and dimensions."""
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(f"input {name!r} has {len(shape)} dimensions; at most {MAX_RANK}")
+    count = 1
+    for dim in shape:
+        if dim > MAX_DIM:
+            raise InvalidInput(
+                f"input {name!r}: dimension {dim} of shape {list(shape)} is too large"
+            )
+        count *= dim
+    return count
+
+
+def reshaped(arr: np.ndarray[Any, Any], shape: tuple[int, ...], name: str) -> np.ndarray[Any, Any]:
+    """``arr`` in ``shape``; a shape numpy refuses is the request's error."""
+    try:
+        return arr.reshape(shape)
+    except ValueError as exc:
+        raise InvalidInput(f"input {name!r} cannot take the shape {list(shape)}: {exc}") from exc
 
 
 def _decode_bytes_elements(data: memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
@@ -175,7 +223,7 @@ def _decode_bytes_elements(data: memoryview, count: int, name: str) -> np.ndarra
 
 def encode_binary(arr: np.ndarray[Any, Any]) -> bytes:
     """Raw little-endian bytes of a tensor (BYTES: 4-byte length prefix per element)."""
-    if arr.dtype == object:
+    if arr.dtype.kind in "OSU":
         parts: list[bytes] = []
         for item in arr.flat:
             raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
@@ -188,13 +236,21 @@ def encode_binary(arr: np.ndarray[Any, Any]) -> bytes:
 
 
 def has_nonfinite(arr: np.ndarray[Any, Any]) -> bool:
-    """Whether a float array holds NaN or an infinity."""
-    return arr.dtype.kind == "f" and arr.size > 0 and not bool(np.isfinite(arr).all())
+    """Whether a float array (bfloat16 included) holds NaN or an infinity."""
+    kind = arr.dtype.kind
+    if kind == "V" and arr.dtype == _BF16:
+        arr = arr.astype(np.float32)
+    elif kind != "f":
+        return False
+    return arr.size > 0 and not bool(np.isfinite(arr).all())
+
+
+_BF16 = Datatype.BF16.numpy_dtype
 
 
 def array_to_json_values(arr: np.ndarray[Any, Any], name: str) -> Any:
     """A JSON-serialisable form of an output: the array itself where orjson can write it."""
-    if arr.dtype == object:
+    if arr.dtype.kind in "OSU":
         try:
             return [
                 item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in arr.flat
@@ -206,3 +262,16 @@ def array_to_json_values(arr: np.ndarray[Any, Any], name: str) -> Any:
     if arr.dtype.kind == "V":  # bfloat16 (ml_dtypes): JSON carries it as a plain number
         return arr.astype(np.float32).ravel()
     return arr.ravel()
+
+
+def dump_outputs_json(doc: Any, arrays: Iterable[np.ndarray[Any, Any]]) -> bytes:
+    """``doc`` as JSON, with NaN and infinities in ``arrays`` written as NaN/Infinity tokens.
+
+    orjson writes them as ``null``; TF Serving and Triton write the bare tokens, so a body in
+    which orjson wrote ``null`` is written again with the standard library when one of the
+    arrays it came from really holds a non-finite value.
+    """
+    body = dump_json(doc)
+    if b"null" in body and any(has_nonfinite(arr) for arr in arrays):
+        body = dump_json_nonfinite(doc)
+    return body

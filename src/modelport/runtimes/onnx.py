@@ -122,7 +122,7 @@ class OnnxRuntime(Runtime):
         feeds = inputs
         if self._string_inputs:
             feeds = {
-                name: _to_str_array(arr) if name in self._string_inputs else arr
+                name: _to_str_array(arr, name) if name in self._string_inputs else arr
                 for name, arr in inputs.items()
             }
         try:
@@ -190,9 +190,18 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, datatype, shape)
 
 
-def _to_str_array(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    flat = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.flat]
-    return np.array(flat, dtype=object).reshape(arr.shape)
+def _to_str_array(arr: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
+    """onnxruntime's Python API takes string tensors as text: the bytes must be UTF-8."""
+    try:
+        flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in arr.flat]
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"input {name!r} holds bytes that are not UTF-8 text; onnxruntime string tensors "
+            "take UTF-8 text only"
+        ) from exc
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(arr.shape)
 
 
 def _to_bytes_array(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

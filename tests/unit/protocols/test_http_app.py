@@ -87,7 +87,7 @@ class Surface:
         return Mount(owns=lambda path: path.startswith("/t/"), routes=routes, unmatched=_unmatched)
 
 
-def _unmatched(method: str, path: str, path_matched: bool) -> ModelportError:
+def _unmatched(method: str, path: str, path_matched: tuple[str, ...]) -> ModelportError:
     if path_matched:
         return MethodNotAllowed(f"{method} is not allowed on {path}")
     return NotFound(f"no route for {path}")
@@ -323,11 +323,6 @@ def test_chunked_body_is_refused_as_soon_as_it_passes_the_limit(client: Client) 
     assert result.receives == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_receive_body does not check the first chunk of a chunked body: a first chunk "
-    "already over the limit is followed by one more receive() before the 413",
-)
 def test_first_chunk_over_the_limit_is_refused_without_reading_more(client: Client) -> None:
     result = client("POST", "/t/items/1", chunks=[b"a" * 101, b"b" * 10, b"c"])
     assert result.status == 413
@@ -362,7 +357,9 @@ def test_compressed_bodies_are_inflated(client: Client, encoding: bytes, compres
 
 def test_decompressed_size_of_exactly_the_limit_is_accepted(client: Client) -> None:
     headers = [(b"content-encoding", b"gzip")]
-    result = client("POST", "/t/items/1", headers=headers, chunks=[gzip.compress(b"z" * 100)])
+    result = client(
+        "POST", "/t/items/1", headers=headers, chunks=[gzip.compress(b"z" * 100, mtime=0)]
+    )
     assert result.status == 201
 
 
@@ -388,8 +385,8 @@ def test_decompression_bomb_is_413(encoding: bytes, compress: Any, limit: int, s
     ("encoding", "body", "message"),
     [
         (b"gzip", b"not gzip at all", "not valid gzip data"),
-        (b"deflate", gzip.compress(b"abc"), "not valid deflate data"),
-        (b"gzip", gzip.compress(b"abcdef" * 10)[:-12], "gzip body is truncated"),
+        (b"deflate", gzip.compress(b"abc", mtime=0), "not valid deflate data"),
+        (b"gzip", gzip.compress(b"abcdef" * 10, mtime=0)[:-12], "gzip body is truncated"),
         (b"gzip", b"", "truncated"),
     ],
 )
@@ -534,7 +531,9 @@ def test_handle_answers_a_read_request_and_never_raises(surface: Surface) -> Non
     async def scenario() -> list[HttpResponse]:
         headers = [(b"content-encoding", b"gzip")]
         return [
-            await app.handle(HttpRequest("POST", "/t/items/9", headers, gzip.compress(b"abc"))),
+            await app.handle(
+                HttpRequest("POST", "/t/items/9", headers, gzip.compress(b"abc", mtime=0))
+            ),
             await app.handle(HttpRequest("GET", "/t/boom", [])),
             await app.handle(HttpRequest("GET", "/none", [])),
         ]

@@ -262,11 +262,6 @@ def test_bfloat16_outputs_are_numbers() -> None:
     assert json.loads(encode_predict(outputs, True)) == {"predictions": [[0.5, -2.0]]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="encode_predict's NaN fallback uses has_nonfinite, which misses bfloat16 (kind 'V'): "
-    "BF16 NaN is written as null",
-)
 def test_bfloat16_nan_is_a_token() -> None:
     body = encode_predict({"y": np.array([[np.nan, 1.0]], ml_dtypes.bfloat16)}, True)
     assert body == b'{"predictions":[[NaN,1.0]]}'
@@ -369,11 +364,6 @@ def test_feature_with_too_many_dynamic_dims_is_refused() -> None:
         decode_examples({"examples": [{"f": [1, 2]}]}, _sig([("f", FP32, (-1, -1, -1))]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_example_shape divides by the product of fixed dims: an input with a 0 dim and a "
-    "dynamic dim (e.g. [-1, -1, 0]) raises ZeroDivisionError instead of InvalidInput",
-)
 def test_feature_for_a_zero_sized_dimension_is_refused() -> None:
     with pytest.raises(InvalidInput):
         decode_examples({"examples": [{"f": [1, 2]}]}, _sig([("f", FP32, (-1, -1, 0))]))
@@ -511,11 +501,6 @@ def test_regress_results_are_one_value_per_example(shape: tuple[int, ...]) -> No
     assert json.loads(encode_regress({"v": values}, "v")) == {"results": [0.5, -1.0, 2.0]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="encode_classify/encode_regress use dump_json only, so NaN/Infinity scores come out "
-    "as null, unlike encode_predict and TF Serving",
-)
 def test_classify_and_regress_write_non_finite_as_tokens() -> None:
     scores = np.array([[np.nan, np.inf]], np.float32)
     assert b"NaN" in encode_classify({"p": scores}, ["p"], _config())

@@ -10,6 +10,7 @@ model's single input (batch 1), and every output comes back binary.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,12 @@ from modelport.protocols.tensors import (
     array_from_json,
     array_to_json_values,
     decode_binary,
+    dump_outputs_json,
+    element_count,
     encode_binary,
-    has_nonfinite,
+    reshaped,
 )
-from modelport.protocols.wire import HttpResponse, dump_json, dump_json_nonfinite, parse_json_object
+from modelport.protocols.wire import HttpResponse, parse_json_object
 from modelport.types import Datatype, InferRequest, InferResponse, Signature, TensorSpec
 
 __all__ = ["V2InferRequest", "decode_infer_request", "encode_infer_response", "tensor_metadata"]
@@ -35,6 +38,8 @@ _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
 _DATATYPES = {d.value: d for d in Datatype}
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+
 _UNSUPPORTED_PARAMETERS = {
     "shared_memory_region": "shared memory is not supported; send the data in the request",
     "classification": "the classification extension is not supported; request the raw output",
@@ -59,7 +64,7 @@ def decode_infer_request(
     """Decode a V2 request body (JSON, or JSON + binary blobs, or raw binary)."""
     if header_length is None:
         return _decode_json(body, memoryview(b""))
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not _DIGITS.fullmatch(header_length) or int(header_length) > len(body):
         raise InvalidInput(
             f"Inference-Header-Content-Length is {header_length.decode('latin-1')!r}, but it must "
             f"be a number of bytes no larger than the body ({len(body)} bytes)"
@@ -115,9 +120,11 @@ def _decode_input(
     if not _INPUT_KEYS.issuperset(item):
         _no_unknown_keys(item, _INPUT_KEYS, f"input {name!r}")
     shape = _shape(item.get("shape"), name)
-    datatype = _DATATYPES.get(item.get("datatype"))  # type: ignore[arg-type]
+    raw_datatype = item.get("datatype")
+    datatype = _DATATYPES.get(raw_datatype) if type(raw_datatype) is str else None
     if datatype is None:
-        raise _bad_datatype(item.get("datatype"), name)
+        raise _bad_datatype(raw_datatype, name)
+
     raw_parameters = item.get("parameters")
     size = None
     if raw_parameters:
@@ -137,13 +144,14 @@ def _decode_input(
     if data is None:
         raise InvalidInput(f"input {name!r} has neither 'data' nor a binary_data_size parameter")
     arr = array_from_json(data, datatype, name)
-    expected = _count(shape)
+    expected = element_count(shape, name)
+
     if arr.size != expected:
         raise InvalidInput(
             f"input {name!r}: shape {list(shape)} holds {expected} elements, but 'data' has "
             f"{arr.size}"
         )
-    return name, arr.reshape(shape), 0
+    return name, reshaped(arr, shape, name), 0
 
 
 def _decode_outputs(raw: Any) -> tuple[list[str] | None, dict[str, bool]]:
@@ -177,6 +185,11 @@ def _decode_raw(body: memoryview, signature: Signature) -> V2InferRequest:
     spec = signature.inputs[0]
     shape = _raw_shape(spec)
     if spec.datatype is Datatype.BYTES:
+        if element_count(shape, spec.name) != 1:
+            raise InvalidInput(
+                f"a raw binary request carries one BYTES element, but input {spec.name!r} has "
+                f"shape {list(spec.shape)}; send a JSON header with the shape instead"
+            )
         arr = np.empty(1, dtype=object)
         arr[0] = bytes(body)
         arr = arr.reshape(shape)
@@ -229,13 +242,6 @@ def _bad_datatype(raw: Any, name: str) -> InvalidInput:
     return InvalidInput(f"input {name!r} has datatype {raw!r}; use one of {valid}")
 
 
-def _count(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
-
-
 def encode_infer_response(response: InferResponse, request: V2InferRequest) -> HttpResponse:
     """The V2 response body: JSON outputs, with binary blobs appended where asked for."""
     outputs: list[dict[str, Any]] = []
@@ -257,10 +263,8 @@ def encode_infer_response(response: InferResponse, request: V2InferRequest) -> H
     if response.id is not None:
         doc["id"] = response.id
     doc["outputs"] = outputs
-    header = dump_json(doc)
-    if b"null" in header and any(has_nonfinite(arr) for arr in response.outputs.values()):
-        # orjson writes NaN and infinities as null; write them as NaN/Infinity instead.
-        header = dump_json_nonfinite(doc)
+    header = dump_outputs_json(doc, response.outputs.values())
+
     if not blobs:
         return HttpResponse(200, header)
     return HttpResponse(

@@ -32,6 +32,7 @@ __all__ = ["EXTENSIONS", "KServeV2Rest"]
 EXTENSIONS = ("binary_tensor_data",)
 
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+_VERSION = re.compile(r"[0-9]{1,18}")
 
 
 class KServeV2Rest:
@@ -105,12 +106,12 @@ def _model_version(match: re.Match[str]) -> tuple[str, int | None]:
     raw = match["version"]
     if raw is None:
         return name, None
-    if not raw.isdigit() or int(raw) < 1:
+    if not _VERSION.fullmatch(raw) or int(raw) < 1:
         raise InvalidInput(f"version {unquote(raw)!r} is not a version number (a positive integer)")
     return name, int(raw)
 
 
-def _unmatched(method: str, path: str, path_matched: bool) -> ModelportError:
-    if path_matched:
-        return MethodNotAllowed(f"{method} is not allowed on {path}")
+def _unmatched(method: str, path: str, allowed: tuple[str, ...]) -> ModelportError:
+    if allowed:
+        return MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
     return NotFound("Not Found")

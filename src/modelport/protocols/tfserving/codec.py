@@ -16,8 +16,7 @@ import numpy as np
 
 from modelport.errors import FailedPrecondition, InvalidInput
 from modelport.model_config import ModelConfig
-from modelport.protocols.tensors import array_from_json, has_nonfinite
-from modelport.protocols.wire import dump_json, dump_json_nonfinite
+from modelport.protocols.tensors import array_from_json, dump_outputs_json
 from modelport.types import Datatype, Signature, TensorSpec
 
 __all__ = [
@@ -160,11 +159,7 @@ def encode_predict(outputs: dict[str, np.ndarray[Any, Any]], row_format: bool) -
         doc = {"outputs": next(iter(values.values()))}
     else:
         doc = {"outputs": values}
-    body = dump_json(doc)
-    if b"null" in body and any(has_nonfinite(arr) for arr in outputs.values()):
-        # orjson writes NaN and infinities as null; TF Serving writes NaN/Infinity.
-        body = dump_json_nonfinite(doc)
-    return body
+    return dump_outputs_json(doc, outputs.values())
 
 
 def _rows(outputs: dict[str, np.ndarray[Any, Any]], values: dict[str, Any]) -> Any:
@@ -257,7 +252,10 @@ def _example_shape(spec: TensorSpec, count: int, length: int) -> tuple[int, ...]
     for dim in inner:
         fixed *= dim if dim != -1 else 1
     unknown = inner.count(-1)
-    if unknown > 1 or (unknown == 0 and fixed != length) or (unknown and length % fixed):
+    misfit = unknown > 1 or (unknown == 0 and fixed != length)
+    if unknown == 1 and (fixed == 0 or length % fixed):
+        misfit = True
+    if misfit:
         raise InvalidInput(
             f"feature {spec.name!r} has {length} values per example, which does not fit the "
             f"input shape {list(spec.shape)}"
@@ -328,7 +326,7 @@ def encode_classify(
         [[labels[row][k], scores[row, k]] for k in range(scores.shape[1])]
         for row in range(scores.shape[0])
     ]
-    return dump_json({"results": results})
+    return dump_outputs_json({"results": results}, [scores])
 
 
 def _class_labels(
@@ -361,7 +359,7 @@ def _label_text(value: Any) -> str:
 def encode_regress(outputs: dict[str, np.ndarray[Any, Any]], name: str) -> bytes:
     """``{"results": [value per example]}``."""
     values = outputs[name]
-    return dump_json({"results": values.reshape(values.shape[0], -1)[:, 0]})
+    return dump_outputs_json({"results": values.reshape(values.shape[0], -1)[:, 0]}, [values])
 
 
 # ---- metadata --------------------------------------------------------------------------------

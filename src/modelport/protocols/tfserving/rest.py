@@ -24,7 +24,9 @@ from modelport.types import InferRequest, ModelState, VersionStatus
 
 __all__ = ["TFServingRest"]
 
-_TARGET = r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+_TARGET = (
+    r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
+)
 _INT64_MAX = 2**63 - 1
 
 #: ModelState as TF Serving's ModelVersionStatus.State; a failed version reports END + its error.
@@ -122,7 +124,7 @@ def _version_status(status: VersionStatus) -> dict[str, object]:
 
 def _target(match: re.Match[str]) -> tuple[str, int | None, str | None]:
     version = match["version"]
-    if version is not None and int(version) > _INT64_MAX:
+    if version is not None and (len(version) > 19 or int(version) > _INT64_MAX):
         raise InvalidInput(f"Failed to convert version: {version}")
     label = match["label"]
     return (
@@ -136,5 +138,6 @@ async def _missing_name(request: HttpRequest, match: re.Match[str]) -> HttpRespo
     raise InvalidInput("Missing model name in request.")
 
 
-def _malformed(method: str, path: str, path_matched: bool) -> ModelportError:
+def _malformed(method: str, path: str, allowed: tuple[str, ...]) -> ModelportError:
+
     return InvalidInput(f"Malformed request: {method} {path}")
