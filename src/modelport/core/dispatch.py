@@ -8,8 +8,16 @@ every call before the first measurement) runs in the worker pool. The budget bou
 inline call can hold the event loop; 0 sends every call to the pool.
 
 Some models take time that input size does not predict (a loop whose trip count is an input,
-for example). The first call that takes more than ten times its prediction, and more than the
-budget, marks the version as unpredictable, and it never runs inline again.
+for example). An inline call that takes more than ten times its prediction and more than ten
+budgets is a *surprise*. One surprise proves little (a garbage collection or the operating
+system can stall any call), but the third one within a stretch of calls sends the version to the
+worker pool for a penalty of 1,000 calls, doubled at each repeat: a model whose cost the input
+size does not predict soon runs almost only in the pool, while a small model that merely met a
+few stalls returns inline quickly. A long calm stretch halves the penalty again.
+
+A call timed in a worker thread includes the time the thread waited for the GIL, which grows with
+the load on the event loop; such a measurement may only lower the estimate. Otherwise a busy
+server would measure its small models as slow, keep them in the pool, and stay busy.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,33 +36,68 @@ from modelport.runtimes.base import Runtime
 __all__ = ["ComputeEstimate", "Dispatcher"]
 
 _SMOOTHING = 0.2
-#: A call this many times slower than predicted shows the input size does not predict the time.
+#: A call this many times slower than predicted (and than the budget) is a surprise.
 _SURPRISE = 10.0
+#: Surprises tolerated within a calm stretch; one more starts a penalty.
+_SURPRISES_TOLERATED = 2
+#: Inline calls without a surprise that forgive past surprises and halve the penalty.
+_CALM_CALLS = 10_000
+_FIRST_PENALTY = 1_000
+_MAX_PENALTY = 1_000_000
 
 
 class ComputeEstimate:
-    """A running (exponentially weighted) estimate of engine seconds per input byte."""
+    """A running (exponentially weighted) estimate of engine seconds per input byte, and the
+    record of calls that took far longer than it predicted."""
 
-    __slots__ = ("seconds_per_byte", "unpredictable")
+    __slots__ = ("calm", "penalty", "penalty_left", "seconds_per_byte", "surprises")
 
     def __init__(self) -> None:
         self.seconds_per_byte: float | None = None
-        self.unpredictable = False
+        self.surprises = 0
+        self.calm = 0
+        self.penalty = 0
+        self.penalty_left = 0
 
     def predict(self, nbytes: int) -> float | None:
         """Predicted engine seconds for ``nbytes`` of input; None before any measurement."""
         rate = self.seconds_per_byte
         return None if rate is None else rate * max(nbytes, 1)
 
-    def observe(self, seconds: float, nbytes: int, budget: float = 0.0) -> None:
-        """Record one call; a call far slower than predicted and over ``budget`` marks the
-        version unpredictable."""
-        predicted = self.predict(nbytes)
-        if predicted is not None and seconds > budget and seconds > _SURPRISE * predicted:
-            self.unpredictable = True
-        rate = seconds / max(nbytes, 1)
+    @property
+    def penalised(self) -> bool:
+        """Whether calls must run in the worker pool for now, after repeated surprises."""
+        return self.penalty_left > 0
+
+    def observe(
+        self, seconds: float, nbytes: int, budget: float = 0.0, inline: bool = True
+    ) -> None:
+        """Record one call; a call timed in a worker thread may only lower the estimate."""
         current = self.seconds_per_byte
-        self.seconds_per_byte = rate if current is None else current + _SMOOTHING * (rate - current)
+        rate = seconds / max(nbytes, 1)
+        if current is None:
+            self.seconds_per_byte = rate
+            return
+        if inline:
+            self._judge(seconds, current * max(nbytes, 1), budget)
+        elif rate >= current:
+            return
+        self.seconds_per_byte = current + _SMOOTHING * (rate - current)
+
+    def _judge(self, seconds: float, predicted: float, budget: float) -> None:
+        if seconds <= _SURPRISE * max(budget, predicted):
+            self.calm += 1
+            if self.calm >= _CALM_CALLS:
+                self.calm = 0
+                self.surprises = 0
+                self.penalty //= 2
+            return
+        self.calm = 0
+        self.surprises += 1
+        if self.surprises > _SURPRISES_TOLERATED:
+            self.surprises = 0
+            self.penalty = min(_MAX_PENALTY, max(_FIRST_PENALTY, 2 * self.penalty))
+            self.penalty_left = self.penalty
 
 
 class Dispatcher:
@@ -75,17 +119,12 @@ class Dispatcher:
             nbytes += arr.nbytes
         budget = self._budget
         rate = estimate.seconds_per_byte
-        if (
-            budget > 0
-            and rate is not None
-            and rate * max(nbytes, 1) <= budget
-            and not estimate.unpredictable
-        ):
-            return self._timed(runtime, estimate, nbytes, inputs, outputs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._timed, runtime, estimate, nbytes, inputs, outputs
-        )
+        if estimate.penalty_left:
+            estimate.penalty_left -= 1
+        elif budget > 0 and rate is not None and rate * max(nbytes, 1) <= budget:
+            return self._timed(runtime, estimate, nbytes, inputs, outputs, inline=True)
+        call = partial(self._timed, runtime, estimate, nbytes, inputs, outputs, inline=False)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _timed(
         self,
@@ -94,8 +133,10 @@ class Dispatcher:
         nbytes: int,
         inputs: Mapping[str, np.ndarray[Any, Any]],
         outputs: Sequence[str],
+        *,
+        inline: bool,
     ) -> dict[str, np.ndarray[Any, Any]]:
         started = time.perf_counter()
         result = runtime.infer(inputs, outputs)
-        estimate.observe(time.perf_counter() - started, nbytes, self._budget)
+        estimate.observe(time.perf_counter() - started, nbytes, self._budget, inline)
         return result
