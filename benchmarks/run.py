@@ -50,7 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LUA_SCRIPT = Path("benchmarks/post.lua")
 MODELS = Path("examples/models")
 MNIST_ONNX = MODELS / "mnist" / "2" / "model.onnx"
-DEFAULT_FLOOR = Path(os.environ.get("MODELPORT_FLOOR_SERVER", "/work/shared/bench/floor_server.py"))
+#: The reference floor server sits in shared/bench/, beside the repository's root folder.
+DEFAULT_FLOOR = Path(
+    os.environ.get("MODELPORT_FLOOR_SERVER", ROOT.parent / "shared" / "bench" / "floor_server.py")
+)
+
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")
 SERVER_CPU = "0"
 LOAD_CPU = "1"

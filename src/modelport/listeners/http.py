@@ -135,6 +135,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._rejected = False
+        self._parsing = False  # between the first byte of a request and its end
 
     # ---- transport events --------------------------------------------------------------
 
@@ -169,6 +170,7 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._rejected = False
+        self._parsing = True
         self.deadline = self._loop.time() + self._limits.header_timeout_s
 
     def on_url(self, url: bytes) -> None:
@@ -200,6 +202,7 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._parsing = False
         if self._rejected or self._closing:
             return
         parts = self._body
@@ -207,6 +210,7 @@ class _Connection(asyncio.Protocol):
         path = self._url.partition(b"?")[0].decode("latin-1")
         method = self._parser.get_method().decode("ascii")
         request = HttpRequest(method, path, self._headers, body)
+        self._body = []
         self._queue.append((request, self._parser.should_keep_alive()))
         self.deadline = _NEVER
         if not self._busy:
@@ -236,22 +240,24 @@ class _Connection(asyncio.Protocol):
             or self._listener.closing
             or (b"connection", b"close") in (response.headers)
         )
-        self._write(response, close)
+        self._write(response, close, head_only=request.method == "HEAD")
         self._busy = False
         if close:
             self._close()
         elif self._queue:
             self._next()
-        else:
+        elif not self._parsing:  # a request under way keeps its own, shorter, deadline
             self.deadline = self._loop.time() + self._limits.keep_alive_timeout_s
 
-    def _write(self, response: HttpResponse, close: bool) -> None:
+    def _write(self, response: HttpResponse, close: bool, head_only: bool = False) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         body = response.body
         head = _head(response, len(body), close)
-        if len(body) > _COPY_LIMIT:
+        if head_only:
+            transport.write(head)
+        elif len(body) > _COPY_LIMIT:
             transport.writelines((head, body))
         else:
             transport.write(head + body)
@@ -280,7 +286,7 @@ class _Connection(asyncio.Protocol):
         """Close the connection if it passed its deadline while not answering a request."""
         if self._busy or now < self.deadline or self._closing:
             return
-        if self._body or self._headers or self._url:
+        if self._parsing:
             self._reject(408, "the request took too long to arrive")
         else:
             self._close()
