@@ -94,10 +94,20 @@ class Mount:
     """Error for a request no route takes: (method, path, methods the path takes, if any)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Inflight:
+    """Requests being answered, and who waits for there to be none (only at shutdown)."""
+
     count: int = 0
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def done(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self.waiters:
+            for waiter in self.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self.waiters.clear()
 
 
 class HttpApp:
@@ -114,7 +124,6 @@ class HttpApp:
         self._max_body = max_body_bytes
         self._is_draining = is_draining
         self._inflight = _Inflight()
-        self._inflight.idle.set()
         self._route_cache: dict[tuple[str, str], tuple[Route, re.Match[str]]] = {}
 
     @property
@@ -126,23 +135,19 @@ class HttpApp:
         """Wait until no request is in flight; False if ``timeout`` passed first."""
         if self._inflight.count == 0:
             return True
-        try:
-            await asyncio.wait_for(self._inflight.idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight.waiters.append(idle)
+        done, _ = await asyncio.wait({idle}, timeout=timeout)
+        return bool(done)
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request whose body has been read (up to the limit). Never raises."""
         inflight = self._inflight
         inflight.count += 1
-        inflight.idle.clear()
         try:
             return await self._respond(request)
         finally:
-            inflight.count -= 1
-            if inflight.count == 0:
-                inflight.idle.set()
+            inflight.done()
 
     async def _respond(self, request: HttpRequest) -> HttpResponse:
         method = request.method

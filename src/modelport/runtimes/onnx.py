@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,9 @@ class OnnxRuntime(Runtime):
 
     def __init__(self, session: onnxruntime.InferenceSession, signature: Signature) -> None:
         self._session: onnxruntime.InferenceSession | None = session
+        # InferenceSession.run re-checks the feed names and ownership on every call, which
+        # modelport has already done; the C++ session under it takes the same arguments.
+        self._run: Callable[..., list[Any]] | None = getattr(session, "_sess", session).run
         self._signature = signature
         self._string_inputs = frozenset(
             t.name for t in signature.inputs if t.datatype is Datatype.BYTES
@@ -116,8 +119,8 @@ class OnnxRuntime(Runtime):
     def infer(
         self, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str]
     ) -> dict[str, np.ndarray[Any, Any]]:
-        session = self._session
-        if session is None:
+        run = self._run
+        if run is None:
             raise RuntimeFailure("the model was unloaded while a request was running")
         feeds = inputs
         if self._string_inputs:
@@ -126,7 +129,7 @@ class OnnxRuntime(Runtime):
                 for name, arr in inputs.items()
             }
         try:
-            results = session.run(outputs, feeds)
+            results = run(outputs, feeds, None)
         except Exception as exc:
             raise _translate(exc) from exc
         if not self._string_outputs:
@@ -138,6 +141,7 @@ class OnnxRuntime(Runtime):
 
     def unload(self) -> None:
         self._session = None
+        self._run = None
 
 
 def _session_options(ort: Any, options: RuntimeOptions) -> Any:
