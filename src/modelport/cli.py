@@ -209,6 +209,25 @@ def serve(
             rich_help_panel=LIFECYCLE,
         ),
     ] = None,
+    enable_batching: Annotated[
+        bool | None,
+        typer.Option(
+            "--enable_batching/--no-enable_batching",
+            "--enable-batching/--no-enable-batching",
+            help="TF Serving's flag: batch every model whose config.yaml does not configure "
+            "dynamic_batching, with --batching_parameters_file or TF Serving's defaults.",
+            rich_help_panel=LIFECYCLE,
+        ),
+    ] = None,
+    batching_parameters_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--batching_parameters_file",
+            "--batching-parameters-file",
+            help="TF Serving's text BatchingParameters file (needs --enable_batching).",
+            rich_help_panel=LIFECYCLE,
+        ),
+    ] = None,
     log_level: Annotated[
         str | None,
         typer.Option(help="debug, info, warning or error. Default: info."),
@@ -253,6 +272,8 @@ def serve(
             "strict_readiness": strict_readiness,
             "load_threads": load_threads,
             "load_timeout_s": load_timeout_s,
+            "enable_batching": enable_batching,
+            "batching_parameters_file": batching_parameters_file,
         },
         logging={"level": log_level},
     )
@@ -262,6 +283,198 @@ def serve(
         typer.echo(f"modelport: {exc}", err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(run_server(settings))
+
+
+BENCH_TARGET = "Target"
+BENCH_INPUTS = "Inputs"
+BENCH_LOAD = "Load"
+BENCH_MEASURE = "Measurement"
+BENCH_OUTPUT = "Output"
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Argument(help="The model to load, by name.")],
+    url: Annotated[
+        str,
+        typer.Option(help="The server's base URL.", rich_help_panel=BENCH_TARGET),
+    ] = "http://127.0.0.1:8501",
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            help="Send every request to this version (default: the server's choice).",
+            rich_help_panel=BENCH_TARGET,
+        ),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="v2-json, v2-binary (the binary tensor extension) or tfserving.",
+            rich_help_panel=BENCH_TARGET,
+        ),
+    ] = "v2-json",
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            help="Rows per request: replaces each input's leading -1. Default: 1.",
+            rich_help_panel=BENCH_INPUTS,
+        ),
+    ] = None,
+    shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME:D1,D2 sizes for an input's other -1 dimensions (after the batch "
+            "dimension, or the whole shape). Repeat for several inputs.",
+            rich_help_panel=BENCH_INPUTS,
+        ),
+    ] = None,
+    input_data: Annotated[
+        Path | None,
+        typer.Option(
+            help='Send these tensors instead of random data: {"inputs": {"NAME": [[...]]}}.',
+            rich_help_panel=BENCH_INPUTS,
+        ),
+    ] = None,
+    string_length: Annotated[
+        int,
+        typer.Option(help="Characters per random BYTES element.", rich_help_panel=BENCH_INPUTS),
+    ] = 16,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random input data.", rich_help_panel=BENCH_INPUTS)
+    ] = 0,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            help="Requests in flight (closed loop), or a list such as 1,8,32. Default: 1.",
+            rich_help_panel=BENCH_LOAD,
+        ),
+    ] = None,
+    concurrency_range: Annotated[
+        str | None,
+        typer.Option(
+            help="START:END[:FACTOR] sweep, such as 1:64:2 for 1, 2, 4, ... 64.",
+            rich_help_panel=BENCH_LOAD,
+        ),
+    ] = None,
+    request_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Requests/s sent on schedule whatever the answers (open loop); a list "
+            "such as 500,1000 sweeps.",
+            rich_help_panel=BENCH_LOAD,
+        ),
+    ] = None,
+    request_distribution: Annotated[
+        str,
+        typer.Option(
+            help="Spacing of --request-rate requests: constant or poisson.",
+            rich_help_panel=BENCH_LOAD,
+        ),
+    ] = "constant",
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            help="With --request-rate, the most connections to open.", rich_help_panel=BENCH_LOAD
+        ),
+    ] = 256,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-p",
+            help="Client processes sharing the connections or the rate.",
+            rich_help_panel=BENCH_LOAD,
+        ),
+    ] = 1,
+    duration: Annotated[
+        float,
+        typer.Option(help="Seconds measured per step.", rich_help_panel=BENCH_MEASURE),
+    ] = 10.0,
+    warmup: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of load before each step's measurement.", rich_help_panel=BENCH_MEASURE
+        ),
+    ] = 2.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a request may take before it fails.", rich_help_panel=BENCH_MEASURE
+        ),
+    ] = 10.0,
+    check: Annotated[
+        int,
+        typer.Option(
+            help="Parse and check one answer in N; 0 checks only the status (200).",
+            rich_help_panel=BENCH_MEASURE,
+        ),
+    ] = 0,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the results as JSON.", rich_help_panel=BENCH_OUTPUT),
+    ] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Write the results as CSV.", rich_help_panel=BENCH_OUTPUT),
+    ] = None,
+    plot_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Draw latency and throughput to this PNG (needs matplotlib: "
+            "pip install 'modelport\\[bench]').",
+            rich_help_panel=BENCH_OUTPUT,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=BENCH_OUTPUT),
+    ] = False,
+) -> None:
+    """Measure a running server's throughput and latency, like Triton's perf_analyzer.
+
+    Exit code: 0 if every request succeeded, 1 if any failed or the server could not be
+    measured, 2 for a wrong command line.
+
+    Example: modelport bench mnist --protocol v2-binary --concurrency 1,8,32
+    """
+    from modelport.bench import BenchError, make_settings, run_bench
+
+    try:
+        settings = make_settings(
+            model,
+            url=url,
+            version=version,
+            protocol=protocol,
+            concurrency=concurrency,
+            concurrency_range=concurrency_range,
+            request_rate=request_rate,
+            batch_size=batch_size,
+            shapes=shape,
+            input_data=input_data,
+            string_length=string_length,
+            seed=seed,
+            duration_s=duration,
+            warmup_s=warmup,
+            processes=processes,
+            max_connections=max_connections,
+            timeout_s=timeout,
+            check_every=check,
+            distribution=request_distribution,
+            quiet=quiet,
+            json_path=json_path,
+            csv_path=csv_path,
+            plot_path=plot_path,
+        )
+    except BenchError as exc:
+        typer.echo(f"modelport bench: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from exc
+    raise typer.Exit(run_bench(settings))
 
 
 def _sections(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,676 @@
+"""``modelport.bench``: the pure parts (settings, workload, encoding, statistics, reports), then
+the client and the load modes against a scripted HTTP server on the loopback interface."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import math
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+import httptools
+import numpy as np
+import pytest
+from rich.console import Console
+
+from modelport.bench import UsageError, make_settings, run_bench
+from modelport.bench.encoding import ResponseCheck, encode_request
+from modelport.bench.measure import Recorder, StepSamples
+from modelport.bench.modes import StepPlan
+from modelport.bench.report import format_latency, notes, write_csv, write_json
+from modelport.bench.runner import plan_step, run_step
+from modelport.bench.server import ModelSpec, TensorSpec
+from modelport.bench.settings import (
+    LoadStep,
+    Target,
+    parse_concurrency_list,
+    parse_concurrency_range,
+    parse_rate_list,
+    parse_shapes,
+    parse_url,
+)
+from modelport.bench.stats import percentile, summarize
+from modelport.bench.workload import generate_inputs, load_inputs, random_tensor, resolve_shape
+
+TARGET = Target("127.0.0.1", 8501)
+TABULAR = ModelSpec(
+    name="tabular",
+    version="1",
+    inputs=(TensorSpec("features", "FP32", (-1, 4)), TensorSpec("category", "INT64", (-1, 1))),
+    outputs=(TensorSpec("probabilities", "FP32", (-1, 3)), TensorSpec("score", "FP32", (-1, 1))),
+)
+MNIST = ModelSpec(
+    name="mnist",
+    version="2",
+    inputs=(TensorSpec("images", "FP32", (-1, 784)),),
+    outputs=(TensorSpec("scores", "FP32", (-1, 10)),),
+)
+
+
+# ---- settings --------------------------------------------------------------------------------
+
+
+def test_concurrency_list() -> None:
+    assert parse_concurrency_list("1,8, 32") == [1, 8, 32]
+    assert parse_concurrency_list("4") == [4]
+    with pytest.raises(UsageError, match="below 1"):
+        parse_concurrency_list("1,0")
+    with pytest.raises(UsageError, match="not a whole number"):
+        parse_concurrency_list("1,x")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1:64:2", [1, 2, 4, 8, 16, 32, 64]),
+        ("1:64", [1, 2, 4, 8, 16, 32, 64]),
+        ("1:48", [1, 2, 4, 8, 16, 32]),
+        ("2:50:5", [2, 10, 50]),
+        ("3:3", [3]),
+    ],
+)
+def test_concurrency_range(text: str, expected: list[int]) -> None:
+    assert parse_concurrency_range(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("8:2", "end 2 is below start 8"),
+        ("1:8:1", "factor must be 2 or more"),
+        ("1", "expected start:end"),
+        ("1:2:3:4", "expected start:end"),
+        ("0:8", "below 1"),
+        ("a:8", "not a whole number"),
+    ],
+)
+def test_concurrency_range_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_concurrency_range(text)
+
+
+def test_rates() -> None:
+    assert parse_rate_list("500") == [500.0]
+    assert parse_rate_list("0.5,100") == [0.5, 100.0]
+    for bad in ("0", "-1", "inf", "x"):
+        with pytest.raises(UsageError):
+            parse_rate_list(bad)
+
+
+def test_shapes() -> None:
+    assert parse_shapes(["x:5", "text:2,3"]) == {"x": (5,), "text": (2, 3)}
+    assert parse_shapes(["a:b:4"]) == {"a:b": (4,)}  # the last colon separates
+    for bad in (["x"], ["x:"], [":3"], ["x:-1"], ["x:1", "x:2"]):
+        with pytest.raises(UsageError):
+            parse_shapes(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("http://127.0.0.1:8501", Target("127.0.0.1", 8501)),
+        ("localhost:9000", Target("localhost", 9000)),
+        ("http://example.test", Target("example.test", 80)),
+        ("http://[::1]:8501/base/", Target("::1", 8501, "/base")),
+    ],
+)
+def test_url(text: str, target: Target) -> None:
+    assert parse_url(text) == target
+
+
+def test_url_errors_and_host_header() -> None:
+    with pytest.raises(UsageError, match="only http://"):
+        parse_url("https://localhost:8501")
+    with pytest.raises(UsageError):
+        parse_url("http://localhost:99999")
+    assert Target("::1", 8501).host_header == "[::1]:8501"
+    assert Target("::1", 8501, "/base").url == "http://[::1]:8501/base"
+
+
+def test_settings_steps_and_defaults() -> None:
+    settings = make_settings("mnist")
+    assert settings.steps == (LoadStep(concurrency=1),)
+    assert settings.mode == "concurrency"
+    assert settings.batch_size == 1
+    rate = make_settings("mnist", request_rate="10,20")
+    assert [s.rate for s in rate.steps] == [10.0, 20.0]
+    assert rate.mode == "rate"
+    assert rate.steps[0].label == "rate 10/s"
+    swept = make_settings("mnist", concurrency_range="1:4")
+    assert [s.concurrency for s in swept.steps] == [1, 2, 4]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": "1", "request_rate": "5"}, "give only one of"),
+        ({"concurrency": "1", "concurrency_range": "1:4"}, "give only one of"),
+        ({"input_data": Path("x.json"), "batch_size": 2}, "--input-data sends"),
+        ({"input_data": Path("x.json"), "shapes": ["x:1"]}, "--input-data sends"),
+        ({"version": 0}, "--version"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"protocol": "grpc"}, "--protocol"),
+        ({"distribution": "uniform"}, "--request-distribution"),
+        ({"duration_s": 0.0}, "--duration"),
+        ({"warmup_s": -1.0}, "--warmup"),
+        ({"processes": 0}, "--processes"),
+        ({"timeout_s": 0.0}, "--timeout"),
+    ],
+)
+def test_settings_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        make_settings("mnist", **options)
+
+
+# ---- workload --------------------------------------------------------------------------------
+
+
+def test_resolve_shape() -> None:
+    features = TensorSpec("features", "FP32", (-1, 4))
+    assert resolve_shape(features, 8) == (8, 4)
+    assert resolve_shape(TensorSpec("steps", "INT64", (1,)), 8) == (1,)  # no batch dimension
+    dynamic = TensorSpec("x", "FP32", (-1, -1, 3))
+    assert resolve_shape(dynamic, 2, (5, 3)) == (2, 5, 3)  # after the batch dimension
+    assert resolve_shape(dynamic, 2, (4, 5, 3)) == (4, 5, 3)  # the whole shape
+    with pytest.raises(UsageError, match=r"--shape x:N,3"):
+        resolve_shape(dynamic, 2)
+    with pytest.raises(UsageError, match="does not match"):
+        resolve_shape(dynamic, 2, (5, 4))
+    with pytest.raises(UsageError, match="do not fit"):
+        resolve_shape(dynamic, 2, (5,))
+
+
+@pytest.mark.parametrize(
+    "datatype",
+    ["BOOL", "UINT8", "UINT64", "INT8", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16", "BYTES"],
+)
+def test_random_tensor_has_the_datatype(datatype: str) -> None:
+    array = random_tensor(datatype, (3, 2), np.random.default_rng(0), string_length=5)
+    assert array.shape == (3, 2)
+    if datatype == "BYTES":
+        assert all(isinstance(v, bytes) and len(v) == 5 for v in array.reshape(-1))
+    elif datatype == "BOOL":
+        assert array.dtype == np.bool_
+    elif datatype.startswith(("INT", "UINT")):
+        assert ((array >= 0) & (array < 10)).all()
+    else:
+        values = array.astype(np.float64)
+        assert ((values >= 0) & (values <= 1)).all()
+
+
+def test_generate_inputs_is_reproducible() -> None:
+    first = generate_inputs(TABULAR, 4, {}, seed=3)
+    again = generate_inputs(TABULAR, 4, {}, seed=3)
+    other = generate_inputs(TABULAR, 4, {}, seed=4)
+    assert list(first) == ["features", "category"]
+    assert first["features"].shape == (4, 4)
+    assert first["features"].dtype == np.float32
+    assert first["category"].dtype == np.int64
+    assert np.array_equal(first["features"], again["features"])
+    assert not np.array_equal(first["features"], other["features"])
+    with pytest.raises(UsageError, match="does not take"):
+        generate_inputs(TABULAR, 1, {"nope": (1,)})
+    with pytest.raises(UsageError, match="cannot generate"):
+        generate_inputs(ModelSpec("m", None, (TensorSpec("x", "COMPLEX", (1,)),), ()), 1, {})
+
+
+def test_load_inputs(tmp_path: Path) -> None:
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps({"inputs": {"features": [[1, 2, 3, 4]], "category": [[2]]}}))
+    inputs = load_inputs(path, TABULAR)
+    assert inputs["features"].dtype == np.float32
+    assert inputs["category"].tolist() == [[2]]
+    strings = ModelSpec("s", None, (TensorSpec("text", "BYTES", (-1,)),), ())
+    path.write_text(json.dumps({"inputs": {"text": ["héllo", "x"]}}))
+    assert load_inputs(path, strings)["text"].tolist() == ["héllo".encode(), b"x"]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"inputs": {"features": [[1, 2, 3, 4]]}}, "missing category"),
+        ({"inputs": {"features": [[1, 2, 3, 4]], "category": [[2]], "x": [1]}}, "unknown x"),
+        ({"inputs": {"features": [[1, 2, 3]], "category": [[2]]}}, "has shape"),
+        ({"inputs": {"features": [[1, 2], [3]], "category": [[2]]}}, "is not FP32 data"),
+        ({"data": []}, "expected"),
+    ],
+)
+def test_load_inputs_errors(tmp_path: Path, document: Any, message: str) -> None:
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(UsageError, match=message):
+        load_inputs(path, TABULAR)
+
+
+def test_load_inputs_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="No such file"):
+        load_inputs(tmp_path / "missing.json", TABULAR)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(UsageError, match="not valid JSON"):
+        load_inputs(tmp_path / "bad.json", TABULAR)
+
+
+# ---- encoding --------------------------------------------------------------------------------
+
+
+def tabular_inputs(rows: int = 2) -> dict[str, np.ndarray[Any, Any]]:
+    return generate_inputs(TABULAR, rows, {}, seed=0)
+
+
+def test_v2_json() -> None:
+    inputs = tabular_inputs()
+    encoded = encode_request("v2-json", TABULAR, inputs, TARGET, "1")
+    request = encoded.request
+    assert request.path == "/v2/models/tabular/versions/1/infer"
+    body = json.loads(request.body)
+    assert [i["name"] for i in body["inputs"]] == ["features", "category"]
+    assert body["inputs"][0]["shape"] == [2, 4]
+    assert body["inputs"][0]["datatype"] == "FP32"
+    assert np.allclose(body["inputs"][0]["data"], inputs["features"].reshape(-1))
+    assert body["inputs"][1]["data"] == inputs["category"].reshape(-1).tolist()
+
+
+def test_v2_binary_round_trip() -> None:
+    inputs = tabular_inputs()
+    encoded = encode_request("v2-binary", TABULAR, inputs, TARGET, None)
+    request = encoded.request
+    headers = dict(request.headers)
+    assert headers["Content-Type"] == "application/octet-stream"
+    split = int(headers["Inference-Header-Content-Length"])
+    header = json.loads(request.body[:split])
+    sizes = [i["parameters"]["binary_data_size"] for i in header["inputs"]]
+    assert sizes == [2 * 4 * 4, 2 * 1 * 8]
+    raw = request.body[split:]
+    assert np.array_equal(np.frombuffer(raw[:32], "<f4").reshape(2, 4), inputs["features"])
+    assert np.array_equal(np.frombuffer(raw[32:], "<i8").reshape(2, 1), inputs["category"])
+    assert header["outputs"] == [
+        {"name": "probabilities", "parameters": {"binary_data": True}},
+        {"name": "score", "parameters": {"binary_data": True}},
+    ]
+
+
+def test_v2_binary_bytes_are_length_prefixed() -> None:
+    model = ModelSpec("s", None, (TensorSpec("text", "BYTES", (-1,)),), ())
+    inputs = {"text": np.array([b"ab", b"xyz"], dtype=object)}
+    body = encode_request("v2-binary", model, inputs, TARGET, None).request.body
+    assert body.endswith(struct.pack("<I", 2) + b"ab" + struct.pack("<I", 3) + b"xyz")
+    assert b'"binary_data_output":true' in body  # no outputs in the metadata: ask for all
+    as_json = encode_request("v2-json", model, inputs, TARGET, None).request.body
+    assert json.loads(as_json)["inputs"][0]["data"] == ["ab", "xyz"]
+    as_tf = encode_request("tfserving", model, inputs, TARGET, None).request.body
+    assert json.loads(as_tf) == {"instances": ["ab", "xyz"]}
+
+
+@pytest.mark.parametrize(("datatype", "raw"), [("FP16", "<f2"), ("BF16", None), ("BOOL", "?")])
+def test_other_datatypes_encode(datatype: str, raw: str | None) -> None:
+    model = ModelSpec("m", None, (TensorSpec("x", datatype, (-1, 3)),), ())
+    inputs = generate_inputs(model, 2, {})
+    values = json.loads(encode_request("v2-json", model, inputs, TARGET, None).request.body)
+    expected = inputs["x"].astype(np.float32 if datatype != "BOOL" else np.bool_).reshape(-1)
+    assert values["inputs"][0]["data"] == pytest.approx(expected.tolist())
+    binary = encode_request("v2-binary", model, inputs, TARGET, None).request.body
+    size = 2 * 3 * (1 if datatype == "BOOL" else 2)
+    assert binary.endswith(inputs["x"].tobytes())
+    assert f'"binary_data_size":{size}'.encode() in binary
+    if raw is not None:
+        assert np.array_equal(np.frombuffer(binary[-size:], raw).reshape(2, 3), inputs["x"])
+
+
+def test_tfserving_rows_and_columns() -> None:
+    rows = encode_request("tfserving", TABULAR, tabular_inputs(), TARGET, None)
+    assert rows.request.path == "/v1/models/tabular:predict"
+    instances = json.loads(rows.request.body)["instances"]
+    assert len(instances) == 2
+    assert set(instances[0]) == {"features", "category"}
+    assert rows.check == ResponseCheck("tf-rows", rows=2)
+    single = encode_request("tfserving", MNIST, generate_inputs(MNIST, 3, {}), TARGET, "2")
+    assert single.request.path == "/v1/models/mnist/versions/2:predict"
+    assert np.array(json.loads(single.request.body)["instances"]).shape == (3, 784)
+    model = ModelSpec(
+        "slow", None, (TensorSpec("x", "FP32", (-1, 2)), TensorSpec("steps", "INT64", (1,))), ()
+    )
+    columns = encode_request("tfserving", model, generate_inputs(model, 4, {}), TARGET, None)
+    body = json.loads(columns.request.body)
+    assert np.array(body["inputs"]["x"]).shape == (4, 2)
+    assert body["inputs"]["steps"] == [body["inputs"]["steps"][0]]
+
+
+def test_wire_bytes() -> None:
+    request = encode_request("v2-json", MNIST, generate_inputs(MNIST, 1, {}), TARGET, None).request
+    wire = request.wire_bytes(Target("127.0.0.1", 8501, "/prefix"))
+    head, _, body = wire.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /v2/models/mnist/infer HTTP/1.1"
+    assert b"Host: 127.0.0.1:8501" in lines
+    assert f"Content-Length: {len(request.body)}".encode() in lines
+    assert body == request.body
+
+
+@pytest.mark.parametrize(
+    ("check", "body", "problem"),
+    [
+        (ResponseCheck("v2-json", ("score",)), b'{"outputs":[{"name":"score","data":[1]}]}', None),
+        (ResponseCheck("v2-json", ("score",)), b'{"outputs":[{"name":"x","data":[1]}]}', "x"),
+        (ResponseCheck("v2-json"), b"not json", "unreadable"),
+        (ResponseCheck("tf-rows", rows=2), b'{"predictions":[1,2]}', None),
+        (ResponseCheck("tf-rows", rows=2), b'{"predictions":[1]}', "1 predictions"),
+        (ResponseCheck("tf-columns"), b'{"outputs":{"y":[1]}}', None),
+        (ResponseCheck("tf-columns"), b'{"predictions":[]}', "no outputs"),
+    ],
+)
+def test_response_check(check: ResponseCheck, body: bytes, problem: str | None) -> None:
+    found = check(body)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
+def test_response_check_binary() -> None:
+    header = b'{"outputs":[{"name":"y","parameters":{"binary_data_size":4}}]}'
+    check = ResponseCheck("v2-binary", ("y",))
+    assert check(header + b"\xff\x00\x80\x01") is None
+    assert "announces 4 bytes" in (check(header + b"\x00") or "")
+
+
+# ---- statistics and reports ------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    hundred = np.arange(1, 101)
+    assert percentile(hundred, 50) == 50
+    assert percentile(hundred, 90) == 90
+    assert percentile(hundred, 99) == 99
+    assert percentile(hundred, 99.9) == 100
+    thousand = np.arange(1, 1001)
+    assert percentile(thousand, 99.9) == 999  # 99.9 * 1000 / 100 is not exactly 999 in floats
+    assert percentile(np.array([7]), 50) == 7
+    assert percentile(np.array([1, 2]), 50) == 1
+    assert percentile(np.array([1, 2]), 51) == 2
+    assert math.isnan(percentile(np.array([]), 50))
+
+
+def test_summarize() -> None:
+    samples = StepSamples(
+        latencies_ns=np.array([3000, 1000, 2000, 4000], dtype=np.int64),
+        window_s=2.0,
+        errors={"HTTP 500": 2},
+        other_errors={"timeout": 1},
+        error_examples={"HTTP 500": "boom"},
+    )
+    summary = summarize(LoadStep(concurrency=4), samples)
+    assert summary.requests == 4
+    assert summary.requests_per_s == 2.0
+    assert summary.latency_us["p50"] == 2.0
+    assert summary.latency_us["max"] == 4.0
+    assert summary.latency_us["mean"] == 2.5
+    assert summary.error_count == 2
+    assert summary.any_errors
+    assert notes([summary]) == [
+        "concurrency 4: HTTP 500: 2 in the window; e.g. boom",
+        "concurrency 4: timeout: 0 in the window, 1 during warm-up or drain",
+    ]
+    empty = summarize(LoadStep(rate=10.0), StepSamples(np.empty(0, np.int64), 1.0))
+    assert empty.requests == 0
+    assert math.isnan(empty.latency_us["p99"])
+    assert not empty.any_errors
+
+
+def test_recorder_grows_and_merges() -> None:
+    recorder = Recorder(capacity=1024)
+    recorder.begin()
+    for value in range(3000):
+        recorder.add(value)
+    recorder.error("HTTP 503", "busy")
+    recorder.end()
+    samples = recorder.samples()
+    assert samples.latencies_ns.tolist() == list(range(3000))
+    merged = StepSamples.merge([samples, samples])
+    assert len(merged.latencies_ns) == 6000
+    assert merged.errors == {"HTTP 503": 2}
+    assert merged.error_examples == {"HTTP 503": "busy"}
+
+
+@pytest.mark.parametrize(
+    ("us", "text"),
+    [
+        (7.456, "7.46 us"),
+        (87.54, "87.5 us"),
+        (131.2, "131 us"),
+        (2260.0, "2.26 ms"),
+        (45_600.0, "45.6 ms"),
+        (1_500_000.0, "1.50 s"),
+        (math.nan, "-"),
+    ],
+)
+def test_format_latency(us: float, text: str) -> None:
+    assert format_latency(us) == text
+
+
+def test_json_and_csv_reports(tmp_path: Path) -> None:
+    settings = make_settings("mnist", concurrency="1,2", duration_s=1.0)
+    summaries = [
+        summarize(step, StepSamples(np.array([1000, 2000], dtype=np.int64), 1.0))
+        for step in settings.steps
+    ]
+    write_json(tmp_path / "r.json", settings, summaries, {"request_bytes": 10})
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["settings"]["model"] == "mnist"
+    assert document["request_bytes"] == 10
+    assert [s["concurrency"] for s in document["steps"]] == [1, 2]
+    assert document["steps"][0]["latency_us"]["p50"] == 1.0
+    write_csv(tmp_path / "r.csv", settings, summaries)
+    with (tmp_path / "r.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["concurrency"], r["requests"], r["errors"]) for r in rows] == [
+        ("1", "2", "0"),
+        ("2", "2", "0"),
+    ]
+    assert rows[0]["p99.9_us"] == "2.0"
+
+
+def test_plan_step_divides_the_load() -> None:
+    settings = make_settings("mnist", concurrency="5", processes=2, warmup_s=1.0, duration_s=2.0)
+    plans = plan_step(settings.steps[0], settings, b"", ResponseCheck("v2-json"))
+    assert [p.concurrency for p in plans] == [3, 2]
+    assert plans[0].end_ns - plans[0].measure_ns == 2_000_000_000
+    assert plans[0].measure_ns - plans[0].start_ns == 1_000_000_000
+    rate = make_settings("mnist", request_rate="100", processes=4)
+    plans = plan_step(rate.steps[0], rate, b"", ResponseCheck("v2-json"))
+    assert [p.rate for p in plans] == [25.0] * 4
+    assert [p.phase for p in plans] == [0.0, 0.25, 0.5, 0.75]
+    assert len({p.start_ns for p in plans}) == 1
+    single = make_settings("mnist", concurrency="1", processes=4)
+    assert len(plan_step(single.steps[0], single, b"", ResponseCheck("v2-json"))) == 1
+
+
+# ---- the client and the load modes, against a scripted server --------------------------------
+
+#: What the scripted server does with request number n: answer (status, body), or None to never
+#: answer, or "close" to drop the connection.
+Script = Callable[[int], "tuple[int, bytes] | str | None"]
+METADATA = json.dumps(
+    {
+        "name": "m",
+        "versions": ["1"],
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+    }
+).encode()
+GOOD = b'{"outputs":[{"name":"y","data":[1,2]}]}'
+
+
+class ScriptedServer(asyncio.Protocol):
+    """Answers GETs with METADATA and POSTs as ``script`` says, counting POSTs."""
+
+    count = 0
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_message_complete(self) -> None:
+        assert self.transport is not None
+        if self.parser.get_method() == b"GET":
+            self.answer(200, METADATA)
+            return
+        action = self.script(ScriptedServer.count)
+        ScriptedServer.count += 1
+        if action == "close":
+            self.transport.close()
+        elif isinstance(action, tuple):
+            self.answer(*action)
+
+    def answer(self, status: int, body: bytes) -> None:
+        assert self.transport is not None
+        head = f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        self.transport.write(head + body)
+
+
+async def start_server(script: Script) -> tuple[asyncio.Server, int]:
+    ScriptedServer.count = 0
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: ScriptedServer(script), "127.0.0.1", 0)
+    port: int = server.sockets[0].getsockname()[1]
+    return server, port
+
+
+def step_plan(port: int, **options: Any) -> StepPlan:
+    start = perf_counter_ns() + 20_000_000
+    encoded = encode_request("v2-json", TABULAR, tabular_inputs(1), TARGET, None)
+    return StepPlan(
+        target=Target("127.0.0.1", port),
+        request=encoded.request.wire_bytes(Target("127.0.0.1", port)),
+        check=ResponseCheck("v2-json", ("y",)),
+        start_ns=start,
+        measure_ns=start,
+        end_ns=start + 300_000_000,
+        **options,
+    )
+
+
+def run_against(script: Script, **options: Any) -> StepSamples:
+    async def main() -> StepSamples:
+        server, port = await start_server(script)
+        try:
+            return await run_step(step_plan(port, **options))
+        finally:
+            server.close()
+
+    return asyncio.run(main())
+
+
+def all_errors(samples: StepSamples) -> dict[str, int]:
+    """Errors inside and outside the window: a stalled test machine may move one across."""
+    kinds = set(samples.errors) | set(samples.other_errors)
+    return {k: samples.errors.get(k, 0) + samples.other_errors.get(k, 0) for k in kinds}
+
+
+def test_closed_loop_counts_answers_and_errors_by_kind() -> None:
+    def script(n: int) -> tuple[int, bytes] | str:
+        if n % 4 == 1:
+            return (500, b'{"error":"boom"}')
+        if n % 4 == 2:
+            return "close"
+        return (200, GOOD)
+
+    samples = run_against(script, concurrency=2)
+    assert len(samples.latencies_ns) > 0
+    assert (samples.latencies_ns > 0).all()
+    errors = all_errors(samples)
+    assert errors["HTTP 500"] > 0
+    assert samples.error_examples["HTTP 500"] == "boom"
+    assert errors["connection closed"] > 0
+    assert samples.connections == 2
+
+
+def test_timeouts_and_invalid_answers() -> None:
+    def script(n: int) -> tuple[int, bytes] | None:
+        if n == 0:
+            return None  # never answered
+        return (200, b'{"outputs":[]}' if n % 2 else GOOD)
+
+    samples = run_against(script, concurrency=1, timeout_s=0.1, check_every=1)
+    errors = all_errors(samples)
+    assert errors["timeout"] == 1
+    assert errors["invalid answer"] > 0
+    assert "expected y" in samples.error_examples["invalid answer"]
+    assert len(samples.latencies_ns) > 0
+
+
+def test_open_loop_sends_on_schedule() -> None:
+    samples = run_against(lambda n: (200, GOOD), rate=200.0)
+    assert 0 < samples.sent <= 61  # 0.3 s at 200/s: 60, fewer if this machine stalls at the end
+    assert len(samples.latencies_ns) > 0
+    assert not samples.errors
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[Callable[[Script], int]]:
+    """Scripted servers on their own threads, for code that runs its own event loop."""
+    started: list[tuple[asyncio.AbstractEventLoop, threading.Thread, asyncio.Server]] = []
+
+    def start(script: Script) -> int:
+        loop = asyncio.new_event_loop()
+        server, port = loop.run_until_complete(start_server(script))
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        started.append((loop, thread, server))
+        return port
+
+    yield start
+    for loop, thread, server in started:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+
+
+def test_run_bench_exits_1_when_requests_fail(
+    threaded_server: Callable[[Script], int], tmp_path: Path
+) -> None:
+    port = threaded_server(lambda n: (503, b'{"error":"busy"}') if n % 3 == 2 else (200, GOOD))
+    out, err = io.StringIO(), io.StringIO()
+    settings = make_settings(
+        "m",
+        url=f"http://127.0.0.1:{port}",
+        duration_s=0.3,
+        warmup_s=0.0,
+        concurrency="2",
+        json_path=tmp_path / "r.json",
+    )
+    code = run_bench(settings, Console(file=out, width=200), Console(file=err, width=200))
+    assert code == 1
+    assert "HTTP 503" in out.getvalue()
+    assert "e.g. busy" in out.getvalue()
+    assert "modelport bench: m version 1" in err.getvalue()
+    step = json.loads((tmp_path / "r.json").read_text())["steps"][0]
+    assert step["errors"] + sum(step["errors_outside_window"].values()) > 0
+
+
+def test_run_bench_stops_when_the_first_request_fails(
+    threaded_server: Callable[[Script], int],
+) -> None:
+    port = threaded_server(lambda n: (400, b'{"error":"wrong shape"}'))
+    err = io.StringIO()
+    settings = make_settings("m", url=f"http://127.0.0.1:{port}", duration_s=5.0)
+    code = run_bench(settings, Console(file=io.StringIO()), Console(file=err, width=200))
+    assert code == 1
+    assert "refused the benchmark request" in err.getvalue()
+    assert "400 wrong shape" in err.getvalue()
