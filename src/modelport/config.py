@@ -123,6 +123,17 @@ class LifecycleSettings(_Section):
     """Models loaded at the same time."""
     load_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     """A version still loading after this long is marked FAILED."""
+    enable_batching: bool = False
+    """TF Serving's --enable_batching: batch every model whose config.yaml does not configure
+    dynamic_batching itself, with the batching parameters file (or TF Serving's defaults)."""
+    batching_parameters_file: Path | None = None
+    """TF Serving's --batching_parameters_file (text BatchingParameters)."""
+
+    @model_validator(mode="after")
+    def _batching_file_needs_batching(self) -> LifecycleSettings:
+        if self.batching_parameters_file is not None and not self.enable_batching:
+            raise ValueError("--batching_parameters_file needs --enable_batching, as in TF Serving")
+        return self
 
 
 class LoggingSettings(_Section):

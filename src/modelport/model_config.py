@@ -8,16 +8,26 @@ read with ``yaml.safe_load`` only. See ``docs/configuration.md`` for a commented
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelport.types import Datatype
 
 __all__ = [
     "ClassificationConfig",
+    "DynamicBatchingConfig",
     "ExecutionProviderConfig",
     "ModelConfig",
     "RegressionConfig",
@@ -157,6 +167,42 @@ class RegressionConfig(_Section):
     output: str | None = None
 
 
+class DynamicBatchingConfig(_Section):
+    """Server-side batching of requests into one engine call (see ``core.batcher``)."""
+
+    max_batch_size: Annotated[int, Field(ge=1)] = 32
+    """Rows in one engine call; a request with more rows is refused (or split, see below)."""
+    max_queue_delay_us: Annotated[int, Field(ge=0)] = 2000
+    """The longest a request waits for company while another batch of its version runs."""
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    """Batch sizes the engine runs best; batches are cut to the largest that fits."""
+    max_queue_size: Annotated[int, Field(ge=1)] = 1024
+    """Requests waiting at most; beyond it requests get 429 with Retry-After."""
+    pad_variable_length_inputs: bool = False
+    """Pad inputs whose non-batch dimensions differ (token ids, say) to the longest in the batch."""
+    pad_value: float = 0
+    """The value padding adds."""
+    split_large_requests: bool = False
+    """Split a request with more than max_batch_size rows over several batches instead of
+    refusing it."""
+    default_timeout_us: Annotated[int, Field(ge=0)] = 0
+    """How long a request may wait in the queue; 0 means no limit. A request's own ``timeout``
+    parameter (microseconds, as in Triton) overrides it."""
+    priority_levels: Annotated[int, Field(ge=1)] = 1
+    """Queues by priority; a request's ``priority`` parameter picks one, 1 being the highest."""
+    default_priority_level: Annotated[int, Field(ge=1)] | None = None
+    """The level of a request that names none; by default the lowest."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DynamicBatchingConfig:
+        if any(size > self.max_batch_size for size in self.preferred_batch_sizes):
+            raise ValueError("preferred_batch_sizes may not exceed max_batch_size")
+        level = self.default_priority_level
+        if level is not None and level > self.priority_levels:
+            raise ValueError("default_priority_level must be between 1 and priority_levels")
+        return self
+
+
 class ModelConfig(_Section):
     """Everything ``config.yaml`` may say about one model."""
 
@@ -173,6 +219,24 @@ class ModelConfig(_Section):
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     classification: ClassificationConfig = Field(default_factory=ClassificationConfig)
     regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    dynamic_batching: DynamicBatchingConfig | None = None
+    instances: Annotated[int, Field(ge=1)] | None = None
+    """Engine calls of one version run at once; by default 1 with dynamic batching, else as
+    many as the worker threads allow."""
+
+    #: Keys set by server-wide defaults (TF Serving's --enable_batching), not by config.yaml.
+    _inherited: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def with_defaults(self, defaults: Mapping[str, object]) -> ModelConfig:
+        """This config with ``defaults`` for the keys it does not set itself."""
+        unset = {key: value for key, value in defaults.items() if key not in self.model_fields_set}
+        config = self.model_copy(update=unset)
+        config._inherited = frozenset(unset)
+        return config
+
+    def inherited(self, key: str) -> bool:
+        """Whether ``key`` came from server-wide defaults rather than config.yaml."""
+        return key in self._inherited
 
     @field_validator("version_policy", mode="before")
     @classmethod

@@ -13,16 +13,24 @@ calls measured to be shorter than the inline budget (see ``core.dispatch``).
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
+import numpy as np
+
+from modelport.core.batcher import BatchObserver
 from modelport.core.dispatch import ComputeEstimate, Dispatcher
+from modelport.core.scheduling import Scheduler
 from modelport.core.validation import check_inputs, resolve_outputs
+from modelport.errors import ModelportError
 from modelport.model_config import ModelConfig
 from modelport.runtimes.base import Runtime
 from modelport.types import InferRequest, InferResponse, Signature, VersionStatus
 
-__all__ = ["DataPlane", "Lease", "ModelStore", "ServedVersion"]
+__all__ = ["DataPlane", "Lease", "ModelStore", "RequestObserver", "ServedVersion"]
 
 
 class ServedVersion(Protocol):
@@ -42,6 +50,10 @@ class ServedVersion(Protocol):
     def platform(self) -> str: ...
     @property
     def compute(self) -> ComputeEstimate: ...
+    @property
+    def scheduler(self) -> Scheduler | None: ...
+    @property
+    def executions(self) -> BatchObserver | None: ...
 
 
 class ModelStore(Protocol):
@@ -68,14 +80,34 @@ class ModelStore(Protocol):
         ...
 
 
+class RequestObserver(Protocol):
+    """Hears of every inference request answered, for metrics."""
+
+    def on_request(
+        self, model: str, version: int, protocol: str, outcome: str, seconds: float
+    ) -> None:
+        """``outcome`` is ``success``, or the error's code in lower case (``invalid_argument``)."""
+        ...
+
+
 class Lease:
-    """Holds an AVAILABLE version for the duration of a ``with`` block."""
+    """Holds an AVAILABLE version for the duration of a ``with`` block; with a ``protocol``,
+    the block is one inference request, and its outcome and duration are recorded."""
 
-    __slots__ = ("_store", "_target")
+    __slots__ = ("_observer", "_protocol", "_started", "_store", "_target")
 
-    def __init__(self, store: ModelStore, target: ServedVersion) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        target: ServedVersion,
+        protocol: str | None = None,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self._store = store
         self._target = target
+        self._protocol = protocol
+        self._observer = observer if protocol is not None else None
+        self._started = time.perf_counter() if self._observer is not None else 0.0
 
     def __enter__(self) -> ServedVersion:
         return self._target
@@ -86,27 +118,75 @@ class Lease:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._store.release(self._target)
+        target = self._target
+        self._store.release(target)
+        observer = self._observer
+        if observer is not None:
+            assert self._protocol is not None
+            observer.on_request(
+                target.model,
+                target.version,
+                self._protocol,
+                _outcome(error),
+                time.perf_counter() - self._started,
+            )
+
+
+def _outcome(error: BaseException | None) -> str:
+    if error is None:
+        return "success"
+    if isinstance(error, ModelportError):
+        return error.grpc_code.lower()
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return "internal"
 
 
 class DataPlane:
     """Inference and model views shared by every protocol."""
 
-    def __init__(self, store: ModelStore, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        dispatcher: Dispatcher,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self._store = store
         self._dispatcher = dispatcher
+        self._observer = observer
         self.draining = False
 
-    def lease(self, name: str, version: int | None = None, label: str | None = None) -> Lease:
-        """Resolve the version a request names and hold it until the ``with`` block ends."""
-        return Lease(self._store, self._store.acquire(name, version, label))
+    def lease(
+        self,
+        name: str,
+        version: int | None = None,
+        label: str | None = None,
+        protocol: str | None = None,
+    ) -> Lease:
+        """Resolve the version a request names and hold it until the ``with`` block ends.
+
+        Adapters name the ``protocol`` when the block answers an inference request, so that
+        request is counted in the metrics.
+        """
+        target = self._store.acquire(name, version, label)
+        return Lease(self._store, target, protocol, self._observer)
 
     async def infer(self, target: ServedVersion, request: InferRequest) -> InferResponse:
         """Check the request against the signature, run the engine off-loop, return outputs."""
         model, version, signature = target.model, target.version, target.signature
         check_inputs(signature, request.inputs, target.config.max_batch_size, model, version)
         outputs = resolve_outputs(signature, request.outputs, model, version)
-        result = await self._dispatcher.run(target.runtime, target.compute, request.inputs, outputs)
+        scheduler = target.scheduler
+        if scheduler is None:
+            started = time.perf_counter()
+            result = await self._dispatcher.run(
+                target.runtime, target.compute, request.inputs, outputs
+            )
+            executions = target.executions
+            if executions is not None:
+                executions.on_batch(_rows(request.inputs), (0.0,), time.perf_counter() - started)
+        else:
+            result = await scheduler.submit(request.inputs, outputs, request.parameters)
         return InferResponse(model, version, result, request.id)
 
     def status(
@@ -129,3 +209,9 @@ class DataPlane:
     def server_ready(self) -> bool:
         """Ready for traffic: not draining, and the models are ready (see ``ModelStore.ready``)."""
         return not self.draining and self._store.ready()
+
+
+def _rows(inputs: Mapping[str, np.ndarray[Any, Any]]) -> int:
+    for arr in inputs.values():
+        return int(arr.shape[0]) if arr.ndim else 1
+    return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.core.batcher import batching_problem
 from modelport.errors import ModelLoadError, ModelportError
 from modelport.lifecycle.repository import VersionFolder
 from modelport.model_config import ModelConfig, TensorOverride
@@ -21,6 +22,7 @@ from modelport.runtimes import (
     ExecutionProvider,
     Runtime,
     RuntimeOptions,
+    available_cpus,
     known_model_files,
     select_runtime,
 )
@@ -53,6 +55,7 @@ def load_version(folder: VersionFolder, config: ModelConfig, context: str) -> Lo
     try:
         signature = apply_overrides(runtime.signature, config)
         _check_task_outputs(signature, config)
+        _check_batching(signature, config)
         warm_up(runtime, signature, config)
     except BaseException:
         runtime.unload()
@@ -68,10 +71,17 @@ def load_version(folder: VersionFolder, config: ModelConfig, context: str) -> Lo
 
 
 def runtime_options(config: ModelConfig) -> RuntimeOptions:
-    """Engine options from the ``runtime:`` section of ``config.yaml``."""
+    """Engine options from the ``runtime:`` section of ``config.yaml``.
+
+    Left at 0, the intra-op threads of a version with several ``instances`` share out the CPUs,
+    so that instances times threads fits the machine.
+    """
     section = config.runtime
+    threads = section.intra_op_threads
+    if threads == 0 and (config.instances or 1) > 1:
+        threads = max(1, available_cpus() // (config.instances or 1))
     return RuntimeOptions(
-        intra_op_threads=section.intra_op_threads,
+        intra_op_threads=threads,
         inter_op_threads=section.inter_op_threads,
         execution_providers=tuple(
             ExecutionProvider(p.name, dict(p.options)) for p in section.execution_providers
@@ -123,6 +133,14 @@ def _merge_shape(spec: TensorSpec, declared: tuple[int, ...], kind: str) -> tupl
                 f"contradicts the model's fixed shape {list(spec.shape)}"
             )
     return declared
+
+
+def _check_batching(signature: Signature, config: ModelConfig) -> None:
+    # Batching asked for by the server's flags skips models it cannot batch (see scheduling).
+    if config.dynamic_batching is not None and not config.inherited("dynamic_batching"):
+        problem = batching_problem(signature)
+        if problem is not None:
+            raise ModelLoadError(problem)
 
 
 def _check_task_outputs(signature: Signature, config: ModelConfig) -> None:

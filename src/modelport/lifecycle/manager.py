@@ -21,8 +21,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelport.core.batcher import Batcher, BatchObserver
 from modelport.core.dataplane import ServedVersion
 from modelport.core.dispatch import ComputeEstimate
+from modelport.core.scheduling import Scheduler
 from modelport.errors import (
     LabelNotFound,
     ModelLoadError,
@@ -48,6 +50,8 @@ _UNSETTLED = frozenset({ModelState.START, ModelState.LOADING, ModelState.UNLOADI
 
 
 Loader = Callable[[VersionFolder, ModelConfig, str], LoadedVersion]
+#: Readies a version that just loaded for traffic (its scheduler, its metrics).
+Prepare = Callable[["ModelVersion"], None]
 
 
 @dataclass(eq=False)
@@ -65,6 +69,8 @@ class ModelVersion:
     inflight: int = 0
     idle: asyncio.Event | None = None
     compute: ComputeEstimate = field(default_factory=ComputeEstimate)
+    scheduler: Scheduler | None = None
+    executions: BatchObserver | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -124,12 +130,16 @@ class ModelManager:
         load_threads: int = 2,
         load_timeout_s: float = 600.0,
         strict_readiness: bool = True,
+        prepare: Prepare | None = None,
+        on_load_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.models: dict[str, ManagedModel] = {}
         self._loader = loader
         self._pool = ThreadPoolExecutor(max_workers=load_threads, thread_name_prefix="load")
         self._load_timeout_s = load_timeout_s
         self._strict = strict_readiness
+        self._prepare = prepare
+        self._on_load_failure = on_load_failure
         self._loads: set[asyncio.Task[None]] = set()
         self._unloads: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -190,6 +200,15 @@ class ModelManager:
             for model in self.models.values()
             for mv in model.versions.values()
             if mv.inflight
+        ]
+
+    def queue_depths(self) -> list[tuple[str, int, int]]:
+        """(model, version, requests queued) for every version with a batching queue."""
+        return [
+            (mv.model, mv.version, mv.scheduler.queued)
+            for model in self.models.values()
+            for mv in model.versions.values()
+            if isinstance(mv.scheduler, Batcher)
         ]
 
     def model_names(self) -> list[str]:
@@ -360,6 +379,8 @@ class ModelManager:
                     mv.error = "the server shut down while this version was loading"
                     log.info("%s: finished loading after shutdown began; unloaded", mv.context)
                 else:
+                    if self._prepare is not None:
+                        self._prepare(mv)
                     mv.move(ModelState.AVAILABLE)
                     log.info("%s: AVAILABLE", mv.context)
 
@@ -370,6 +391,8 @@ class ModelManager:
         mv.move(ModelState.FAILED)
         mv.error = error
         log.error("%s: failed to load: %s", mv.context, error)
+        if self._on_load_failure is not None:
+            self._on_load_failure(mv.model)
 
     def _settle(self, model: ManagedModel) -> None:
         """Retire what the target no longer needs, once every target version has settled."""

@@ -125,9 +125,12 @@ class RepositorySource(ABC):
 class DirectoryRepository(RepositorySource):
     """A folder whose sub-folders are models."""
 
-    def __init__(self, root: Path, once: OnceLog | None = None) -> None:
+    def __init__(
+        self, root: Path, once: OnceLog | None = None, defaults: Mapping[str, object] | None = None
+    ) -> None:
         self.root = root
         self._once = once or OnceLog()
+        self._defaults = defaults
 
     def describe(self) -> str:
         return f"model repository {self.root}"
@@ -147,17 +150,26 @@ class DirectoryRepository(RepositorySource):
                 )
 
                 continue
-            models[entry.name] = scan_model(entry.name, Path(entry.path), self._once)
+            models[entry.name] = scan_model(
+                entry.name, Path(entry.path), self._once, defaults=self._defaults
+            )
         return models
 
 
 class SingleModelRepository(RepositorySource):
     """One model at ``base_path`` served under ``name`` (TF Serving's single-model flags)."""
 
-    def __init__(self, name: str, base_path: Path, once: OnceLog | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        base_path: Path,
+        once: OnceLog | None = None,
+        defaults: Mapping[str, object] | None = None,
+    ) -> None:
         self.name = name
         self.base_path = base_path
         self._once = once or OnceLog()
+        self._defaults = defaults
 
     def describe(self) -> str:
         return f"model {self.name} at {self.base_path}"
@@ -165,7 +177,9 @@ class SingleModelRepository(RepositorySource):
     def scan(self) -> dict[str, ModelSource]:
         if not self.base_path.is_dir():
             raise ScanError(f"the model base path {self.base_path} is not a folder")
-        return {self.name: scan_model(self.name, self.base_path, self._once)}
+        return {
+            self.name: scan_model(self.name, self.base_path, self._once, defaults=self._defaults)
+        }
 
 
 def scan_model(
@@ -173,13 +187,15 @@ def scan_model(
     base_path: Path,
     once: OnceLog,
     config_override: dict[str, object] | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> ModelSource:
     """Read one model folder: ``config.yaml`` and its version folders.
 
     ``config_override`` holds already-validated values (for example the version policy of a TF
-    Serving config file) that replace those of ``config.yaml``.
+    Serving config file) that replace those of ``config.yaml``; ``defaults`` (for example TF
+    Serving's batching parameters) apply where ``config.yaml`` says nothing.
     """
-    config, error = _read_config(base_path, config_override)
+    config, error = _read_config(base_path, config_override, defaults)
     if error is not None:
         once(logging.ERROR, f"model {name}: {error}", subject=f"{name}:config")
     else:
@@ -214,11 +230,15 @@ def scan_model(
 
 
 def _read_config(
-    base_path: Path, override: dict[str, object] | None
+    base_path: Path,
+    override: dict[str, object] | None,
+    defaults: Mapping[str, object] | None,
 ) -> tuple[ModelConfig | None, str | None]:
     path = base_path / CONFIG_FILENAME
     try:
         config = load_model_config(path) if path.is_file() else ModelConfig()
+        if defaults:
+            config = config.with_defaults(defaults)
         if override:
             config = config.model_copy(update=override)
     except ValueError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,10 +122,17 @@ def _policy(config: pb.ModelConfig, where: str) -> VersionPolicy | None:
 class ConfigFileRepository(RepositorySource):
     """The models a TF Serving config file lists, re-read every ``poll_wait_s`` (0: read once)."""
 
-    def __init__(self, path: Path, poll_wait_s: float = 0.0, once: OnceLog | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        poll_wait_s: float = 0.0,
+        once: OnceLog | None = None,
+        defaults: Mapping[str, object] | None = None,
+    ) -> None:
         self.path = path
         self.poll_wait_s = poll_wait_s
         self._once = once or OnceLog()
+        self._defaults = defaults
         self._entries = self._read()
         self._read_at = time.monotonic()
 
@@ -160,6 +168,8 @@ class ConfigFileRepository(RepositorySource):
         if not self._entries and not self.path.exists():
             raise ScanError(f"the model config file {self.path} is gone")
         return {
-            entry.name: scan_model(entry.name, entry.base_path, self._once, entry.overrides())
+            entry.name: scan_model(
+                entry.name, entry.base_path, self._once, entry.overrides(), self._defaults
+            )
             for entry in self._entries
         }

@@ -126,6 +126,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._queue: collections.deque[tuple[HttpRequest, bool]] = collections.deque()
         self._busy = False
+        self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._reading_paused = False
         self.deadline = _NEVER
@@ -152,6 +153,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._queue.clear()
+        if self._task is not None and not self._task.done():
+            # Nobody will read the answer: a request still queued for its turn is dropped.
+            self._task.cancel()
         self._listener.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
@@ -227,7 +231,7 @@ class _Connection(asyncio.Protocol):
         if self._reading_paused and self._transport is not None:
             self._transport.resume_reading()
             self._reading_paused = False
-        self._loop.create_task(self._answer(request, keep_alive))
+        self._task = self._loop.create_task(self._answer(request, keep_alive))
 
     async def _answer(self, request: HttpRequest, keep_alive: bool) -> None:
         try:

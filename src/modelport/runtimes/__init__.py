@@ -7,9 +7,17 @@ from pathlib import Path
 from modelport.runtimes.base import ExecutionProvider as ExecutionProvider
 from modelport.runtimes.base import Runtime as Runtime
 from modelport.runtimes.base import RuntimeOptions as RuntimeOptions
+from modelport.runtimes.base import available_cpus as available_cpus
 from modelport.runtimes.onnx import OnnxRuntime
 
-__all__ = ["ExecutionProvider", "Runtime", "RuntimeOptions", "known_model_files", "select_runtime"]
+__all__ = [
+    "ExecutionProvider",
+    "Runtime",
+    "RuntimeOptions",
+    "available_cpus",
+    "known_model_files",
+    "select_runtime",
+]
 
 #: Engines in the order they are tried on a version folder.
 RUNTIMES: tuple[type[Runtime], ...] = (OnnxRuntime,)

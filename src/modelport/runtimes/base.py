@@ -7,6 +7,7 @@ several at a time. Engines are imported lazily inside their own module only.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,15 @@ import numpy as np
 
 from modelport.types import Signature
 
-__all__ = ["ExecutionProvider", "Runtime", "RuntimeOptions"]
+__all__ = ["ExecutionProvider", "Runtime", "RuntimeOptions", "available_cpus"]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (respects ``taskset`` and container CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ provider is always the last fallback, so a GPU configuration still serves on a C
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelport.errors import InvalidInput, ModelLoadError, RuntimeFailure
-from modelport.runtimes.base import ExecutionProvider, Runtime, RuntimeOptions
+from modelport.runtimes.base import ExecutionProvider, Runtime, RuntimeOptions, available_cpus
 from modelport.types import Datatype, Signature, TensorSpec
 
 if TYPE_CHECKING:
@@ -50,14 +49,6 @@ _OPTIMIZATION_LEVELS = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
-
-
-def default_thread_count() -> int:
-    """The CPUs this process may run on (respects ``taskset`` and container CPU sets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class OnnxRuntime(Runtime):
@@ -146,7 +137,7 @@ class OnnxRuntime(Runtime):
 
 def _session_options(ort: Any, options: RuntimeOptions) -> Any:
     session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = options.intra_op_threads or default_thread_count()
+    session_options.intra_op_num_threads = options.intra_op_threads or available_cpus()
     session_options.inter_op_num_threads = options.inter_op_threads or 1
     session_options.log_severity_level = 3
     level = _OPTIMIZATION_LEVELS[options.graph_optimization_level]

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from modelport.core.batcher import BatchObserver
 from modelport.core.dataplane import DataPlane
 from modelport.core.dispatch import ComputeEstimate, Dispatcher
+from modelport.core.scheduling import Scheduler
 from modelport.errors import InvalidInput, ModelNotFound, ModelNotReady
 from modelport.model_config import ModelConfig
 from modelport.runtimes.base import Runtime
@@ -47,6 +49,8 @@ class Version:
     config: ModelConfig = field(default_factory=ModelConfig)
     platform: str = "mock"
     compute: ComputeEstimate = field(default_factory=ComputeEstimate)
+    scheduler: Scheduler | None = None
+    executions: BatchObserver | None = None
 
 
 @dataclass

@@ -33,6 +33,8 @@ EXTENSIONS = ("binary_tensor_data",)
 
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 _VERSION = re.compile(r"[0-9]{1,18}")
+#: How the metrics name this surface.
+PROTOCOL = "kserve_v2_rest"
 
 
 class KServeV2Rest:
@@ -62,12 +64,12 @@ class KServeV2Rest:
     async def infer(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         name, version = _model_version(match)
         dataplane = self._dataplane
-        with dataplane.lease(name, version) as target:
+        with dataplane.lease(name, version, protocol=PROTOCOL) as target:
             decoded = decode_infer_request(
                 request.body, request.header(HEADER_LENGTH), target.signature
             )
             response = await dataplane.infer(target, decoded.request)
-        return encode_infer_response(response, decoded)
+            return encode_infer_response(response, decoded)
 
     async def model_metadata(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         name, version = _model_version(match)

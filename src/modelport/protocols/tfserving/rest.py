@@ -28,6 +28,8 @@ _TARGET = (
     r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
 )
 _INT64_MAX = 2**63 - 1
+#: How the metrics name this surface.
+PROTOCOL = "tfserving_rest"
 
 #: ModelState as TF Serving's ModelVersionStatus.State; a failed version reports END + its error.
 _TF_STATE = {
@@ -65,31 +67,31 @@ class TFServingRest:
         name, version, label = _target(match)
         doc = parse_json_object(request.body)
         dataplane = self._dataplane
-        with dataplane.lease(name, version, label) as target:
+        with dataplane.lease(name, version, label, PROTOCOL) as target:
             inputs, row_format = codec.decode_predict(doc, target.signature)
             response = await dataplane.infer(target, InferRequest(inputs))
-        return HttpResponse(200, codec.encode_predict(response.outputs, row_format))
+            return HttpResponse(200, codec.encode_predict(response.outputs, row_format))
 
     async def classify(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         name, version, label = _target(match)
         doc = parse_json_object(request.body)
         dataplane = self._dataplane
-        with dataplane.lease(name, version, label) as target:
+        with dataplane.lease(name, version, label, PROTOCOL) as target:
             outputs = codec.classify_outputs(target.signature, target.config)
             inputs = codec.decode_examples(doc, target.signature)
             response = await dataplane.infer(target, InferRequest(inputs, outputs))
-            config = target.config
-        return HttpResponse(200, codec.encode_classify(response.outputs, outputs, config))
+            body = codec.encode_classify(response.outputs, outputs, target.config)
+            return HttpResponse(200, body)
 
     async def regress(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         name, version, label = _target(match)
         doc = parse_json_object(request.body)
         dataplane = self._dataplane
-        with dataplane.lease(name, version, label) as target:
+        with dataplane.lease(name, version, label, PROTOCOL) as target:
             output = codec.regress_output(target.signature, target.config)
             inputs = codec.decode_examples(doc, target.signature)
             response = await dataplane.infer(target, InferRequest(inputs, [output]))
-        return HttpResponse(200, codec.encode_regress(response.outputs, output))
+            return HttpResponse(200, codec.encode_regress(response.outputs, output))
 
     async def metadata(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         name, version, label = _target(match)
