@@ -1,19 +1,24 @@
 """Benchmark modelport against the raw engine and the reference floor server.
 
-    .venv/bin/python benchmarks/run.py [--duration 5] [--rounds 3] [--output docs/benchmarks.md]
+    .venv/bin/python benchmarks/run.py [--duration 4] [--rounds 3] [--models mnist,minilm]
+                                       [--quick] [--output docs/benchmarks.md]
 
-One run on this machine measures, for a batch-1 request to the example ``mnist`` model:
+One run on this machine builds a benchmark model repository in a temporary folder and measures,
+for batch-1 requests:
 
-- the raw engine: onnxruntime in-process (one intra-op thread, pinned to CPU 0), the p50/p99 of
-  ``session.run`` and its best batch size by rows/s;
-- modelport, pinned to CPU 0, over KServe V2 JSON, V2 binary and TF Serving JSON;
-- the reference floor server (``floor_server.py``) pinned to CPU 0, in ``echo`` mode (the
-  cheapest Python JSON endpoint) and ``ort`` mode (a naive server running onnxruntime per
-  request), over V2 JSON and TF Serving JSON.
+- ``mnist`` (784 float32 in, 10 scores out), served by modelport without dynamic batching
+  (``mnist``) and with it (``mnist_batched``), over KServe V2 JSON, V2 binary and TF Serving
+  JSON, next to the reference floor server (``floor_server.py``) in ``echo`` mode (the cheapest
+  Python JSON endpoint) and ``ort`` mode (a naive server running onnxruntime per request);
+- all-MiniLM-L6-v2 (128 token ids in, a 384-wide sentence embedding out), served by modelport
+  without dynamic batching (``minilm``) and with it (``minilm_batched``), over V2 JSON;
+- the raw engine for both models: onnxruntime in-process, one intra-op thread, pinned to CPU 0:
+  the p50/p99 of a batch-1 ``session.run`` and rows/s by batch size.
 
-Load comes from ``wrk`` pinned to CPU 1 at concurrency 1 and 32. Servers run side by side and
-are measured round-robin, ``--rounds`` times; each cell reports the median of its rounds. The
-table is printed and written, with the machine and the command, to ``--output``.
+One modelport process serves the four models. Every server is pinned to CPU 0 and the load
+generator, ``wrk``, to CPU 1. Servers run side by side and are measured round-robin,
+``--rounds`` times; each cell reports the median of its rounds. The tables, and the targets
+computed from them, are printed and written, with the machine and the command, to ``--output``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
@@ -36,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,35 +51,78 @@ from typing import Any
 
 import httpx
 import numpy as np
+import numpy.typing as npt
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA_SCRIPT = Path("benchmarks/post.lua")
-MODELS = Path("examples/models")
-MNIST_ONNX = MODELS / "mnist" / "2" / "model.onnx"
+BUILD_MODELS = Path("examples/build_models.py")
+BUILD_MINILM = Path("examples/build_minilm.py")
 #: The reference floor server sits in shared/bench/, beside the repository's root folder.
 DEFAULT_FLOOR = Path(
     os.environ.get("MODELPORT_FLOOR_SERVER", ROOT.parent / "shared" / "bench" / "floor_server.py")
 )
-
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")
+
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 SEED = 0
-FEATURES = 784
-CLASSES = 10
-CONCURRENCIES = (1, 32)
-ENGINE_BATCHES = (1, 8, 32, 64)
-READY_TIMEOUT_S = 90.0
+
+MNIST = "mnist"
+MINILM = "minilm"
+FAMILIES = (MNIST, MINILM)
+FAMILY_TITLES = {MNIST: "mnist", MINILM: "MiniLM (all-MiniLM-L6-v2)"}  # section headings
+FAMILY_NAMES = {MNIST: "mnist", MINILM: "MiniLM"}  # in running text
+
+MNIST_FEATURES = 784
+MNIST_CLASSES = 10
+#: The mnist weights the benchmark serves: version 2 of examples/build_models.py's output.
+MNIST_SOURCE = Path("mnist") / "2" / "model.onnx"
+MNIST_BATCHING = {"max_batch_size": 64, "max_queue_delay_us": 2000}
+
+MINILM_SEQ_LEN = 128
+MINILM_TOKEN_LOW = 1000
+MINILM_TOKEN_HIGH = 30000  # exclusive
+MINILM_HIDDEN = 384
+MINILM_MAX_BATCH = 4  # the batch size onnxruntime runs fastest per row on one CPU (measured)
+MINILM_OUTPUT = "sentence_embedding"
+
+MNIST_CONCURRENCIES = (1, 8, 32, 64)
+TF_CONCURRENCIES = (1, 32)
+MINILM_CONCURRENCIES = (1, 8, 16, 32)
+#: MiniLM cells run this many times --duration: at ~60 requests/s, and with batching answers
+#: arriving 16 at a time, a short cell's requests/s would be coarse.
+MINILM_DURATION_FACTOR = 2
+ENGINE_BATCHES = {MNIST: (1, 8, 32, 64), MINILM: (1, 4, 8, 16)}
+
+READY_TIMEOUT_S = 120.0
+IDLE_TIMEOUT_S = 10.0
+IDLE_POLL_S = 0.1
 STOP_TIMEOUT_S = 15.0
+WRK_TIMEOUT = "10s"  # a MiniLM request at concurrency 32 waits ~0.5 s; wrk's default is 2 s
+
+DEFAULT_DURATION_S = 4
+DEFAULT_ROUNDS = 3
 DEFAULT_WARMUP_S = 1
 DEFAULT_CALLS = 20000
+QUICK_DURATION_S = 1
+QUICK_ROUNDS = 1
+QUICK_CALLS = 2000
 
-CellKey = tuple[str, str, int]  # (server key, protocol key, concurrency)
+# The targets the report checks (see benchmarks/README.md).
+TARGET_MNIST_RPS = 12000.0
+TARGET_MNIST_RATIO = 0.65
+TARGET_LATENCY_GAP_US = 100.0
+TARGET_MINILM_FRACTION = 0.95
+BINARY_GOAL = "binary > JSON (> 1.00x)"
+
+CellKey = tuple[str, str, int]  # (endpoint key, protocol key, concurrency)
 LoadAverage = tuple[float, float, float]
+Array = npt.NDArray[Any]
 
 
 class BenchError(RuntimeError):
-    """A benchmark step failed in a way that makes the table meaningless."""
+    """A benchmark step failed in a way that makes the tables meaningless."""
 
 
 # --------------------------------------------------------------------------- data model
@@ -81,26 +130,78 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Protocol:
-    """One way of sending the same batch-1 mnist request."""
+    """One way of sending one model family's batch-1 request."""
+
+    family: str
+    key: str
+    label: str
+    path_template: str  # with {model}
+    content_type: str
+    body: bytes
+    answer_shape: tuple[int, ...]  # the shape of the output the answer must carry
+    header_length: int | None = None
+
+    def path(self, model: str) -> str:
+        """The request path for ``model``."""
+        return self.path_template.format(model=model)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A model as served by one server: what a table row measures."""
 
     key: str
     label: str
-    path: str
-    content_type: str
-    body: bytes
-    header_length: int | None = None
+    server: str  # ServerSpec key
+    family: str
+    model: str  # the model name in request paths
+    runs_model: bool
+
+
+ENDPOINTS = (
+    Endpoint("mp-mnist", "modelport", "modelport", MNIST, "mnist", runs_model=True),
+    Endpoint(
+        "mp-mnist-batched",
+        "modelport + batching",
+        "modelport",
+        MNIST,
+        "mnist_batched",
+        runs_model=True,
+    ),
+    Endpoint("floor-ort", "floor (ort)", "floor-ort", MNIST, "mnist", runs_model=True),
+    Endpoint("floor-echo", "floor (echo)", "floor-echo", MNIST, "mnist", runs_model=False),
+    Endpoint("mp-minilm", "modelport", "modelport", MINILM, "minilm", runs_model=True),
+    Endpoint(
+        "mp-minilm-batched",
+        "modelport + batching",
+        "modelport",
+        MINILM,
+        "minilm_batched",
+        runs_model=True,
+    ),
+)
+ENDPOINT_BY_KEY = {endpoint.key: endpoint for endpoint in ENDPOINTS}
+
+
+@dataclass(frozen=True)
+class Group:
+    """Endpoints measured back to back with one protocol at one concurrency."""
+
+    family: str
+    protocol: str
+    concurrency: int
+    endpoints: tuple[str, ...]  # endpoint keys, in table order
 
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """A server to start: its name, its command (without taskset) and what it speaks."""
+    """A server to start: its name, its command (without taskset) and its readiness checks."""
 
     key: str
     label: str
     argv: tuple[str, ...]
     port_flag: str
-    protocols: tuple[str, ...]
-    runs_model: bool
+    ready_paths: tuple[str, ...]
 
 
 @dataclass
@@ -132,17 +233,27 @@ class WrkResult:
 
 @dataclass(frozen=True)
 class EngineResult:
-    """The raw engine's figures from one in-process measurement."""
+    """The raw engine's figures for one model, from one in-process measurement."""
 
     p50_us: float
     p99_us: float
     mean_us: float
     rows_per_s: dict[int, float]
 
+    @property
+    def best_batch(self) -> int:
+        """The batch size with the most rows/s."""
+        return max(self.rows_per_s, key=lambda batch: self.rows_per_s[batch])
+
+    @property
+    def best_rows_per_s(self) -> float:
+        """Rows/s at the best batch size."""
+        return self.rows_per_s[self.best_batch]
+
 
 @dataclass(frozen=True)
 class Cell:
-    """The median over rounds of one (server, protocol, concurrency) cell."""
+    """The median over rounds of one (endpoint, protocol, concurrency) cell."""
 
     requests_per_s: float
     p50_us: float
@@ -150,35 +261,193 @@ class Cell:
     rps_min: float
     rps_max: float
     errors: int
-    ratio: float | None  # median over rounds of requests/s / floor echo's in the same round
+    ratio: float | None  # median over rounds of requests/s / the reference in the same round
 
 
 @dataclass(frozen=True)
-class Row:
-    """One line of the printed table, already formatted."""
+class Settings:
+    """What the command line asked for."""
 
-    server: str
-    protocol: str
-    concurrency: str
-    requests_per_s: str
-    p50: str
-    p99: str
-    overhead: str
-    ratio: str
-    spread: str
+    duration_s: int
+    rounds: int
+    warmup_s: int
+    calls: int
+    families: tuple[str, ...]
+    floor: Path
+    output: Path | None
+    quick: bool
+
+    def cell_seconds(self, family: str) -> int:
+        """How long one cell of ``family`` runs."""
+        return self.duration_s * (MINILM_DURATION_FACTOR if family == MINILM else 1)
 
 
-HEADERS = Row(
-    server="server",
-    protocol="protocol",
-    concurrency="concurrency",
-    requests_per_s="requests/s",
-    p50="p50",
-    p99="p99",
-    overhead="serving overhead",
-    ratio="ratio to floor echo",
-    spread="requests/s range over rounds",
-)
+@dataclass(frozen=True)
+class Measurements:
+    """Everything one run measured: every wrk run and every engine probe, by round."""
+
+    results: dict[CellKey, list[WrkResult]]
+    engines: dict[str, list[EngineResult]]  # by model family
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target, checked against this run's figures."""
+
+    name: str
+    measured: str
+    goal: str
+    met: bool | None  # None: not measured in this run
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def mnist_input() -> Array:
+    """The fixed batch-1 mnist input: 784 random float32 in [0, 1)."""
+    return np.random.default_rng(SEED).random((1, MNIST_FEATURES), dtype=np.float32)
+
+
+def minilm_token_ids() -> Array:
+    """The fixed batch-1 MiniLM input: 128 random token ids in [1000, 30000), INT64."""
+    rng = np.random.default_rng(SEED)
+    return rng.integers(MINILM_TOKEN_LOW, MINILM_TOKEN_HIGH, (1, MINILM_SEQ_LEN), dtype=np.int64)
+
+
+def v2_tensor(name: str, x: Array, datatype: str) -> dict[str, object]:
+    """One V2 JSON input tensor holding the single row of ``x``."""
+    return {"name": name, "shape": list(x.shape), "datatype": datatype, "data": x[0].tolist()}
+
+
+def v2_binary_body(x: Array) -> tuple[bytes, int]:
+    """A V2 binary-extension mnist request for ``x`` and the length of its JSON header."""
+    raw = x.astype("<f4").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "images",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        "outputs": [{"name": "scores", "parameters": {"binary_data": True}}],
+    }
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    return header_bytes + raw, len(header_bytes)
+
+
+def mnist_protocols() -> list[Protocol]:
+    """The three forms of the mnist request, in table order."""
+    x = mnist_input()
+    binary, header_length = v2_binary_body(x)
+    v2_path = "/v2/models/{model}/infer"
+    answer = (1, MNIST_CLASSES)
+    v2_json = json.dumps({"inputs": [v2_tensor("images", x, "FP32")]}).encode()
+    tf_json = json.dumps({"instances": x.tolist()}).encode()
+    return [
+        Protocol(MNIST, "v2-json", "V2 JSON", v2_path, "application/json", v2_json, answer),
+        Protocol(
+            MNIST,
+            "v2-binary",
+            "V2 binary",
+            v2_path,
+            "application/octet-stream",
+            binary,
+            answer,
+            header_length,
+        ),
+        Protocol(
+            MNIST,
+            "tf-json",
+            "TF JSON",
+            "/v1/models/{model}:predict",
+            "application/json",
+            tf_json,
+            answer,
+        ),
+    ]
+
+
+def minilm_protocols() -> list[Protocol]:
+    """The MiniLM request: 128 token ids and an all-ones mask, asking for the embedding."""
+    ids = minilm_token_ids()
+    request = {
+        "inputs": [
+            v2_tensor("input_ids", ids, "INT64"),
+            v2_tensor("attention_mask", np.ones_like(ids), "INT64"),
+        ],
+        "outputs": [{"name": MINILM_OUTPUT}],
+    }
+    body = json.dumps(request).encode()
+    return [
+        Protocol(
+            MINILM,
+            "v2-json",
+            "V2 JSON",
+            "/v2/models/{model}/infer",
+            "application/json",
+            body,
+            (1, MINILM_HIDDEN),
+        )
+    ]
+
+
+def make_protocols(families: Sequence[str]) -> dict[tuple[str, str], Protocol]:
+    """Every request form of the chosen families, by (family, protocol key)."""
+    protocols = [
+        *(mnist_protocols() if MNIST in families else []),
+        *(minilm_protocols() if MINILM in families else []),
+    ]
+    return {(p.family, p.key): p for p in protocols}
+
+
+def write_bodies(protocols: Mapping[tuple[str, str], Protocol], directory: Path) -> dict[str, Path]:
+    """Write each request body to a file for wrk; return the paths by ``family-protocol``."""
+    paths = {}
+    for protocol in protocols.values():
+        name = f"{protocol.family}-{protocol.key}"
+        path = directory / f"{name}.body"
+        path.write_bytes(protocol.body)
+        paths[name] = path
+    return paths
+
+
+def body_path(bodies: Mapping[str, Path], protocol: Protocol) -> Path:
+    """The body file of ``protocol``."""
+    return bodies[f"{protocol.family}-{protocol.key}"]
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def plan(families: Sequence[str]) -> list[Group]:
+    """What a round measures, in order: each group's endpoints are measured back to back."""
+    groups = []
+    if MNIST in families:
+        for concurrency in MNIST_CONCURRENCIES:
+            groups.append(
+                Group(
+                    MNIST,
+                    "v2-json",
+                    concurrency,
+                    ("mp-mnist", "mp-mnist-batched", "floor-ort", "floor-echo"),
+                )
+            )
+            groups.append(Group(MNIST, "v2-binary", concurrency, ("mp-mnist", "mp-mnist-batched")))
+            if concurrency in TF_CONCURRENCIES:
+                groups.append(
+                    Group(MNIST, "tf-json", concurrency, ("mp-mnist", "floor-ort", "floor-echo"))
+                )
+    if MINILM in families:
+        for concurrency in MINILM_CONCURRENCIES:
+            groups.append(Group(MINILM, "v2-json", concurrency, ("mp-minilm", "mp-minilm-batched")))
+    return groups
+
+
+def cell_count(groups: Sequence[Group]) -> int:
+    """How many wrk runs one round makes."""
+    return sum(len(group.endpoints) for group in groups)
 
 
 # --------------------------------------------------------------------------- preparation
@@ -197,118 +466,118 @@ def check_tools() -> None:
         raise SystemExit("benchmarks/run.py needs 2 CPUs: servers on CPU 0, wrk on CPU 1")
 
 
-def ensure_models() -> None:
-    """Build the example model repository if the mnist model is missing."""
-    if MNIST_ONNX.exists():
-        return
-    print(f"building example models into {MODELS}", file=sys.stderr)
-    subprocess.run([sys.executable, "examples/build_models.py", str(MODELS)], check=True)
+def run_builder(argv: Sequence[str]) -> None:
+    """Run a model build script, failing with its output if it fails."""
+    completed = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    if completed.returncode != 0:
+        raise BenchError(
+            f"{shlex.join(argv)} failed ({completed.returncode}):\n"
+            + (completed.stdout + completed.stderr).strip()
+        )
 
 
-def sample_input() -> np.ndarray:
-    """The fixed batch-1 mnist input: 784 random float32 in [0, 1)."""
-    return np.random.default_rng(SEED).random((1, FEATURES), dtype=np.float32)
+def write_config(path: Path, comment: str, settings: Mapping[str, Any] | None) -> None:
+    """Write a model's ``config.yaml``: a comment, then ``settings`` (if any) as YAML."""
+    text = "".join(f"# {line}\n" for line in comment.splitlines())
+    if settings:
+        text += yaml.safe_dump(dict(settings), sort_keys=False)
+    path.write_text(text)
 
 
-def v2_json_body(x: np.ndarray) -> bytes:
-    """A KServe V2 JSON infer request for ``x``."""
-    request = {
-        "inputs": [
-            {"name": "images", "shape": list(x.shape), "datatype": "FP32", "data": x[0].tolist()}
-        ]
-    }
-    return json.dumps(request).encode()
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (a copy if links are not possible)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
-def tf_json_body(x: np.ndarray) -> bytes:
-    """A TF Serving row-format predict request for ``x``."""
-    return json.dumps({"instances": x.tolist()}).encode()
+def build_mnist(repo: Path, scratch: Path) -> None:
+    """``mnist`` (no batching) and ``mnist_batched``: the same weights, version 1 of each."""
+    examples = scratch / "examples"
+    run_builder([sys.executable, str(BUILD_MODELS), str(examples)])
+    for name in ("mnist", "mnist_batched"):
+        link_or_copy(examples / MNIST_SOURCE, repo / name / "1" / "model.onnx")
+    write_config(
+        repo / "mnist" / "config.yaml",
+        "The example mnist MLP (examples/build_models.py, version 2's weights); no batching.",
+        None,
+    )
+    write_config(
+        repo / "mnist_batched" / "config.yaml",
+        "The same model as mnist, with dynamic batching.",
+        {"dynamic_batching": MNIST_BATCHING},
+    )
 
 
-def v2_binary_body(x: np.ndarray) -> tuple[bytes, int]:
-    """A V2 binary-extension request for ``x`` and the length of its JSON header."""
-    raw = x.astype("<f4").tobytes()
-    header = {
-        "inputs": [
-            {
-                "name": "images",
-                "shape": list(x.shape),
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": len(raw)},
-            }
-        ],
-        "outputs": [{"name": "scores", "parameters": {"binary_data": True}}],
-    }
-    header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    return header_bytes + raw, len(header_bytes)
+def build_minilm(repo: Path) -> None:
+    """``minilm`` (build_minilm.py's config without batching) and ``minilm_batched`` (with)."""
+    run_builder([sys.executable, str(BUILD_MINILM), str(repo), "--seq-len", str(MINILM_SEQ_LEN)])
+    built = repo / "minilm" / "config.yaml"
+    config = yaml.safe_load(built.read_text())
+    if not isinstance(config, dict) or not isinstance(config.get("dynamic_batching"), dict):
+        raise BenchError(f"{BUILD_MINILM} wrote a config.yaml without dynamic_batching")
+    batching = {**config["dynamic_batching"], "max_batch_size": MINILM_MAX_BATCH}
+    link_or_copy(repo / "minilm" / "1" / "model.onnx", repo / "minilm_batched" / "1" / "model.onnx")
+    write_config(
+        repo / "minilm_batched" / "config.yaml",
+        f"{BUILD_MINILM}'s config.yaml (sequence length {MINILM_SEQ_LEN}), batching as built.",
+        {**config, "dynamic_batching": batching},
+    )
+    unbatched = {key: value for key, value in config.items() if key != "dynamic_batching"}
+    write_config(built, f"{BUILD_MINILM}'s config.yaml without dynamic_batching.", unbatched)
 
 
-def make_protocols() -> list[Protocol]:
-    """The three request forms, in table order."""
-    x = sample_input()
-    binary, header_length = v2_binary_body(x)
-    v2_path = "/v2/models/mnist/infer"
-    return [
-        Protocol("v2-json", "V2 JSON", v2_path, "application/json", v2_json_body(x)),
-        Protocol(
-            "v2-binary",
-            "V2 binary",
-            v2_path,
-            "application/octet-stream",
-            binary,
-            header_length,
-        ),
-        Protocol(
-            "tf-json",
-            "TF JSON",
-            "/v1/models/mnist:predict",
-            "application/json",
-            tf_json_body(x),
-        ),
-    ]
+def build_repository(families: Sequence[str], work_dir: Path) -> Path:
+    """Build the benchmark model repository under ``work_dir``; return its path."""
+    repo = work_dir / "models"
+    repo.mkdir()
+    if MNIST in families:
+        build_mnist(repo, work_dir)
+    if MINILM in families:
+        build_minilm(repo)
+    return repo
 
 
-def write_bodies(protocols: Sequence[Protocol], directory: Path) -> dict[str, Path]:
-    """Write each protocol's body to a file for wrk; return the paths by protocol key."""
-    paths = {}
-    for protocol in protocols:
-        path = directory / f"{protocol.key}.body"
-        path.write_bytes(protocol.body)
-        paths[protocol.key] = path
-    return paths
+def model_path(repo: Path, family: str) -> Path:
+    """The ONNX file the raw engine and the floor server load for ``family``."""
+    return repo / family / "1" / "model.onnx"
 
 
-def make_servers(floor: Path) -> list[ServerSpec]:
-    """The servers to compare, in table order."""
+def make_servers(settings: Settings, repo: Path) -> list[ServerSpec]:
+    """The servers the chosen families need."""
     modelport = Path(sys.executable).parent / "modelport"
-    all_protocols = ("v2-json", "v2-binary", "tf-json")
-    json_protocols = ("v2-json", "tf-json")
-    return [
+    models = sorted(path.name for path in repo.iterdir() if path.is_dir())
+    specs = [
         ServerSpec(
             "modelport",
             "modelport",
-            (str(modelport), "serve", "--model-repository", str(MODELS), "--log-level", "warning"),
+            (str(modelport), "serve", "--model-repository", str(repo), "--log-level", "warning"),
             "--http-port",
-            all_protocols,
-            runs_model=True,
-        ),
-        ServerSpec(
-            "floor-ort",
-            "floor (ort)",
-            (sys.executable, str(floor), "--mode", "ort", "--model-path", str(MNIST_ONNX)),
-            "--port",
-            json_protocols,
-            runs_model=True,
-        ),
-        ServerSpec(
-            "floor-echo",
-            "floor (echo)",
-            (sys.executable, str(floor), "--mode", "echo"),
-            "--port",
-            json_protocols,
-            runs_model=False,
-        ),
+            ("/v2/health/ready", *(f"/v2/models/{model}/ready" for model in models)),
+        )
     ]
+    if MNIST in settings.families:
+        floor = (sys.executable, str(settings.floor))
+        mnist_onnx = str(model_path(repo, MNIST))
+        specs += [
+            ServerSpec(
+                "floor-ort",
+                "floor (ort)",
+                (*floor, "--mode", "ort", "--model-path", mnist_onnx),
+                "--port",
+                ("/v2/health/ready",),
+            ),
+            ServerSpec(
+                "floor-echo",
+                "floor (echo)",
+                (*floor, "--mode", "echo"),
+                "--port",
+                ("/v2/health/ready",),
+            ),
+        ]
+    return specs
 
 
 def free_port() -> int:
@@ -334,24 +603,27 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 def wait_ready(server: RunningServer) -> None:
-    """Poll GET /v2/health/ready until it answers 200, or fail with the server's log."""
+    """Poll the server's readiness paths until each answers 200, or fail with its log."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    url = f"{server.base_url}/v2/health/ready"
-    while time.monotonic() < deadline:
+    pending = list(server.spec.ready_paths)
+    while pending and time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BenchError(
                 f"{server.spec.label} exited with {server.process.returncode} while starting:\n"
                 + log_tail(server.log_path)
             )
         try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
+            if httpx.get(server.base_url + pending[0], timeout=2.0).status_code == 200:
+                pending.pop(0)
+                continue
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise BenchError(
-        f"{server.spec.label} not ready after {READY_TIMEOUT_S:.0f}s:\n" + log_tail(server.log_path)
-    )
+    if pending:
+        raise BenchError(
+            f"{server.spec.label}: {pending[0]} not ready after {READY_TIMEOUT_S:.0f}s:\n"
+            + log_tail(server.log_path)
+        )
 
 
 def stop_server(server: RunningServer) -> None:
@@ -381,8 +653,13 @@ def running_server(spec: ServerSpec, log_dir: Path) -> Iterator[RunningServer]:
         )
     server = RunningServer(spec, port, process, log_path)
     try:
+        started = time.monotonic()
         wait_ready(server)
-        print(f"started {spec.label} on port {port} (pid {process.pid})", file=sys.stderr)
+        print(
+            f"started {spec.label} on port {port} (pid {process.pid}), ready in "
+            f"{time.monotonic() - started:.1f}s",
+            file=sys.stderr,
+        )
         yield server
     finally:
         stop_server(server)
@@ -397,34 +674,38 @@ def ensure_alive(server: RunningServer) -> None:
         )
 
 
-def check_response(server: RunningServer, protocol: Protocol) -> None:
-    """Send one request and check the answer, so the benchmark measures real work."""
+def request_headers(protocol: Protocol) -> dict[str, str]:
+    """The HTTP headers ``protocol``'s request carries."""
     headers = {"Content-Type": protocol.content_type}
     if protocol.header_length is not None:
         headers["Inference-Header-Content-Length"] = str(protocol.header_length)
-    url = server.base_url + protocol.path
-    response = httpx.post(url, content=protocol.body, headers=headers, timeout=10.0)
+    return headers
+
+
+def check_response(server: RunningServer, endpoint: Endpoint, protocol: Protocol) -> None:
+    """Send one request and check the answer, so the benchmark measures real work."""
+    url = server.base_url + protocol.path(endpoint.model)
+    headers = request_headers(protocol)
+    response = httpx.post(url, content=protocol.body, headers=headers, timeout=30.0)
+    what = f"{endpoint.label} ({endpoint.model}) {protocol.label}"
     if response.status_code != 200:
-        raise BenchError(
-            f"{server.spec.label} {protocol.label}: HTTP {response.status_code}: "
-            + response.text[:300]
-        )
-    if server.spec.runs_model and not answer_is_scores(protocol, response):
-        raise BenchError(
-            f"{server.spec.label} {protocol.label}: unexpected answer: {response.content[:300]!r}"
-        )
+        raise BenchError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+    if endpoint.runs_model and not answer_is_expected(protocol, response):
+        raise BenchError(f"{what}: unexpected answer: {response.content[:300]!r}")
 
 
-def answer_is_scores(protocol: Protocol, response: httpx.Response) -> bool:
-    """Whether ``response`` carries one row of 10 mnist scores in ``protocol``'s form."""
+def answer_is_expected(protocol: Protocol, response: httpx.Response) -> bool:
+    """Whether ``response`` carries one output of ``protocol.answer_shape`` in its form."""
+    shape = list(protocol.answer_shape)
+    size = math.prod(shape)
     if protocol.key == "tf-json":
-        predictions = response.json()["predictions"]
-        return len(predictions) == 1 and len(predictions[0]) == CLASSES
+        predictions = np.asarray(response.json()["predictions"])
+        return list(predictions.shape) == shape
     if protocol.key == "v2-json":
         output = response.json()["outputs"][0]
-        return bool(output["shape"] == [1, CLASSES] and len(output["data"]) == CLASSES)
+        return bool(output["shape"] == shape and len(output["data"]) == size)
     header_length = int(response.headers.get("Inference-Header-Content-Length", "-1"))
-    return header_length > 0 and len(response.content) == header_length + 4 * CLASSES
+    return header_length > 0 and len(response.content) == header_length + 4 * size
 
 
 # --------------------------------------------------------------------------- wrk
@@ -457,18 +738,14 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def run_wrk(
-    server: RunningServer,
-    protocol: Protocol,
-    body_path: Path,
-    concurrency: int,
-    duration_s: int,
+    url: str, protocol: Protocol, body: Path, concurrency: int, duration_s: int
 ) -> WrkResult:
-    """Run wrk, pinned to the load CPU, against one server and protocol."""
+    """Run wrk, pinned to the load CPU, posting ``body`` to ``url``."""
     argv = [
         "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s",
-        "--latency", "-s", str(LUA_SCRIPT), server.base_url + protocol.path,
+        "--timeout", WRK_TIMEOUT, "--latency", "-s", str(LUA_SCRIPT), url,
     ]  # fmt: skip
-    env = dict(os.environ, BENCH_BODY=str(body_path), BENCH_CONTENT_TYPE=protocol.content_type)
+    env = dict(os.environ, BENCH_BODY=str(body), BENCH_CONTENT_TYPE=protocol.content_type)
     if protocol.header_length is not None:
         env["BENCH_HEADER_LENGTH"] = str(protocol.header_length)
     completed = subprocess.run(
@@ -498,26 +775,58 @@ def process_ticks(pid: int) -> int:
 
 def measure_cell(
     server: RunningServer,
+    endpoint: Endpoint,
     protocol: Protocol,
-    body_path: Path,
+    body: Path,
+    *,
     concurrency: int,
     duration_s: int,
 ) -> WrkResult:
     """Run wrk once, and note how much of CPU 0 went to anything but the measured server."""
     busy_before, total_before = cpu_ticks(SERVER_CPU)
     server_before = process_ticks(server.process.pid)
-    result = run_wrk(server, protocol, body_path, concurrency, duration_s)
+    url = server.base_url + protocol.path(endpoint.model)
+    result = run_wrk(url, protocol, body, concurrency, duration_s)
     busy_after, total_after = cpu_ticks(SERVER_CPU)
     ensure_alive(server)
     server_ticks = process_ticks(server.process.pid) - server_before
     foreign = max(0, busy_after - busy_before - server_ticks) / max(1, total_after - total_before)
+    wait_idle(server)
     return dataclasses.replace(result, foreign_cpu=foreign)
+
+
+def wait_idle(server: RunningServer) -> None:
+    """Wait until the server has finished the work wrk left in flight.
+
+    wrk stops with up to one request per connection in flight; the server may still compute
+    them after wrk has gone (half a second for MiniLM at concurrency 32), and that must not
+    eat into the next cell. Idle: at most one clock tick of CPU time in ``IDLE_POLL_S``.
+    """
+    deadline = time.monotonic() + IDLE_TIMEOUT_S
+    before = process_ticks(server.process.pid)
+    while time.monotonic() < deadline:
+        time.sleep(IDLE_POLL_S)
+        now = process_ticks(server.process.pid)
+        if now - before <= 1:
+            return
+        before = now
 
 
 # --------------------------------------------------------------------------- raw engine
 
 
-def engine_probe(model_path: str, calls: int) -> dict[str, object]:
+def engine_feeds(family: str, batch: int) -> dict[str, Array]:
+    """The engine's input for ``batch`` rows: the request's row at batch 1."""
+    if family == MNIST:
+        if batch == 1:
+            return {"images": mnist_input()}
+        rng = np.random.default_rng(SEED)
+        return {"images": rng.random((batch, MNIST_FEATURES), dtype=np.float32)}
+    ids = np.repeat(minilm_token_ids(), batch, axis=0)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def engine_probe(family: str, path: str, calls: int, batch_seconds: float) -> dict[str, object]:
     """Measure onnxruntime in this process (run pinned, in a subprocess, by the runner)."""
     import onnxruntime as ort
 
@@ -525,9 +834,9 @@ def engine_probe(model_path: str, calls: int) -> dict[str, object]:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
-    feeds = {"images": sample_input()}
-    for _ in range(min(calls, 1000)):
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feeds = engine_feeds(family, 1)
+    for _ in range(min(1000, max(3, calls // 20))):
         session.run(None, feeds)
     timings = np.empty(calls, dtype=np.float64)
     for i in range(calls):
@@ -539,33 +848,48 @@ def engine_probe(model_path: str, calls: int) -> dict[str, object]:
         "p50_us": float(np.percentile(timings, 50)),
         "p99_us": float(np.percentile(timings, 99)),
         "mean_us": float(timings.mean()),
-        "rows_per_s": {str(b): batch_rows_per_s(session, b) for b in ENGINE_BATCHES},
+        "rows_per_s": {
+            str(batch): batch_rows_per_s(session, engine_feeds(family, batch), batch_seconds)
+            for batch in ENGINE_BATCHES[family]
+        },
     }
 
 
-def batch_rows_per_s(session: Any, batch: int, seconds: float = 0.5) -> float:
-    """Rows per second of ``session.run`` on a random batch of ``batch`` rows."""
+def batch_rows_per_s(session: Any, feeds: dict[str, Array], seconds: float) -> float:
+    """Rows per second of ``session.run`` on ``feeds``: at least 3 calls and ``seconds``."""
     run = session.run
-    feeds = {"images": np.random.default_rng(SEED).random((batch, FEATURES), dtype=np.float32)}
-    for _ in range(20):
+    batch = len(next(iter(feeds.values())))
+    warm_until = time.perf_counter() + seconds / 5
+    run(None, feeds)
+    while time.perf_counter() < warm_until:
         run(None, feeds)
     calls = 0
     start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
         run(None, feeds)
         calls += 1
     return batch * calls / elapsed
 
 
-def measure_engine(calls: int) -> EngineResult:
-    """Run the engine probe pinned to the server CPU and read its figures."""
+def engine_budget(family: str, settings: Settings) -> tuple[int, float]:
+    """Timed batch-1 calls and seconds per batch size for ``family``'s engine probe."""
+    if family == MNIST:
+        return settings.calls, 0.2 if settings.quick else 0.5
+    # MiniLM takes ~15 ms a row on this CPU: a hundred batch-1 calls are plenty for a p50.
+    return (20, 0.3) if settings.quick else (100, 1.0)
+
+
+def measure_engine(family: str, repo: Path, settings: Settings) -> EngineResult:
+    """Run the engine probe for ``family`` pinned to the server CPU and read its figures."""
+    calls, batch_seconds = engine_budget(family, settings)
     argv = [
         "taskset", "-c", SERVER_CPU, sys.executable, str(Path(__file__).resolve()),
-        "--engine-probe", str(MNIST_ONNX), "--calls", str(calls),
+        "--engine-probe", str(model_path(repo, family)), "--engine-family", family,
+        "--calls", str(calls), "--batch-seconds", str(batch_seconds),
     ]  # fmt: skip
     completed = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
     if completed.returncode != 0:
-        raise BenchError(f"engine probe failed:\n{completed.stderr}")
+        raise BenchError(f"engine probe for {family} failed:\n{completed.stderr}")
     data = json.loads(completed.stdout)
     return EngineResult(
         p50_us=data["p50_us"],
@@ -577,123 +901,156 @@ def measure_engine(calls: int) -> EngineResult:
 
 def median_engine(results: Sequence[EngineResult]) -> EngineResult:
     """The per-figure median of several engine measurements."""
+    batches = results[0].rows_per_s
     return EngineResult(
         p50_us=statistics.median(r.p50_us for r in results),
         p99_us=statistics.median(r.p99_us for r in results),
         mean_us=statistics.median(r.mean_us for r in results),
-        rows_per_s={b: statistics.median(r.rows_per_s[b] for r in results) for b in ENGINE_BATCHES},
+        rows_per_s={b: statistics.median(r.rows_per_s[b] for r in results) for b in batches},
     )
 
 
 # --------------------------------------------------------------------------- the run
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the command line asked for."""
-
-    duration_s: int
-    rounds: int
-    warmup_s: int
-    calls: int
-    floor: Path
-    output: Path
-
-
 def warm_up(
-    servers: Sequence[RunningServer],
-    protocols: Sequence[Protocol],
-    bodies: dict[str, Path],
+    servers: Mapping[str, RunningServer],
+    groups: Sequence[Group],
+    protocols: Mapping[tuple[str, str], Protocol],
+    bodies: Mapping[str, Path],
     seconds: int,
 ) -> None:
-    """Check every server's answers, then load each protocol briefly before measuring."""
-    for server in servers:
-        for protocol in protocols:
-            if protocol.key in server.spec.protocols:
-                check_response(server, protocol)
-                if seconds > 0:
-                    run_wrk(server, protocol, bodies[protocol.key], max(CONCURRENCIES), seconds)
+    """Check every endpoint's answers, then load each protocol briefly before measuring."""
+    highest: dict[tuple[str, str], int] = {}
+    for group in groups:
+        for key in group.endpoints:
+            pair = (key, group.protocol)
+            highest[pair] = max(highest.get(pair, 0), group.concurrency)
+    for (key, protocol_key), concurrency in highest.items():
+        endpoint = ENDPOINT_BY_KEY[key]
+        server = servers[endpoint.server]
+        protocol = protocols[(endpoint.family, protocol_key)]
+        check_response(server, endpoint, protocol)
+        if seconds > 0:
+            url = server.base_url + protocol.path(endpoint.model)
+            run_wrk(url, protocol, body_path(bodies, protocol), concurrency, seconds)
+            wait_idle(server)
 
 
 def run_round(
     index: int,
-    servers: Sequence[RunningServer],
+    groups: Sequence[Group],
     *,
-    protocols: Sequence[Protocol],
-    bodies: dict[str, Path],
-    duration_s: int,
+    servers: Mapping[str, RunningServer],
+    protocols: Mapping[tuple[str, str], Protocol],
+    bodies: Mapping[str, Path],
+    settings: Settings,
     results: dict[CellKey, list[WrkResult]],
 ) -> None:
-    """Measure every cell once, servers interleaved (their order rotates between rounds)."""
-    shift = index % len(servers)
-    order = [*servers[shift:], *servers[:shift]]
-    for concurrency in CONCURRENCIES:
-        for protocol in protocols:
-            for server in order:
-                if protocol.key not in server.spec.protocols:
-                    continue
-                body = bodies[protocol.key]
-                result = measure_cell(server, protocol, body, concurrency, duration_s)
-                results.setdefault((server.spec.key, protocol.key, concurrency), []).append(result)
-                print(
-                    f"  {server.spec.label:<13} {protocol.label:<9} c={concurrency:<3}"
-                    f" {result.requests_per_s:>9.1f} req/s  p50 {format_us(result.p50_us):>9}"
-                    f"  p99 {format_us(result.p99_us):>9}"
-                    f"  (others on CPU {SERVER_CPU}: {result.foreign_cpu:.0%})",
-                    file=sys.stderr,
-                )
+    """Measure every cell once; within a group the endpoints' order rotates between rounds."""
+    for group in groups:
+        shift = index % len(group.endpoints)
+        order = [*group.endpoints[shift:], *group.endpoints[:shift]]
+        protocol = protocols[(group.family, group.protocol)]
+        for key in order:
+            endpoint = ENDPOINT_BY_KEY[key]
+            server = servers[endpoint.server]
+            result = measure_cell(
+                server,
+                endpoint,
+                protocol,
+                body_path(bodies, protocol),
+                concurrency=group.concurrency,
+                duration_s=settings.cell_seconds(group.family),
+            )
+            results.setdefault((key, protocol.key, group.concurrency), []).append(result)
+            print(
+                f"  {endpoint.model:<14} {endpoint.label:<20} {protocol.label:<9}"
+                f" c={group.concurrency:<3} {result.requests_per_s:>9.1f} req/s"
+                f"  p50 {format_us(result.p50_us):>9}  p99 {format_us(result.p99_us):>9}"
+                f"  (others on CPU {SERVER_CPU}: {result.foreign_cpu:.0%})",
+                file=sys.stderr,
+            )
 
 
-def benchmark(
-    settings: Settings, protocols: Sequence[Protocol], work_dir: Path
-) -> tuple[dict[CellKey, list[WrkResult]], list[EngineResult]]:
-    """Start the servers, warm them up, and measure every cell ``settings.rounds`` times."""
+def benchmark(settings: Settings, work_dir: Path) -> Measurements:
+    """Build the models, start the servers, warm them up, and measure every cell and engine."""
+    started = time.monotonic()
+    repo = build_repository(settings.families, work_dir)
+    print(f"built the benchmark models in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    protocols = make_protocols(settings.families)
     bodies = write_bodies(protocols, work_dir)
+    groups = plan(settings.families)
     results: dict[CellKey, list[WrkResult]] = {}
-    engines: list[EngineResult] = []
+    engines: dict[str, list[EngineResult]] = {family: [] for family in settings.families}
     with ExitStack() as stack:
-        servers = [
-            stack.enter_context(running_server(spec, work_dir))
-            for spec in make_servers(settings.floor)
-        ]
-        print("warming up", file=sys.stderr)
-        warm_up(servers, protocols, bodies, settings.warmup_s)
+        servers = {
+            spec.key: stack.enter_context(running_server(spec, work_dir))
+            for spec in make_servers(settings, repo)
+        }
+        print("checking answers and warming up", file=sys.stderr)
+        warm_up(servers, groups, protocols, bodies, settings.warmup_s)
         for index in range(settings.rounds):
             print(f"round {index + 1}/{settings.rounds}", file=sys.stderr)
-            engines.append(measure_engine(settings.calls))
+            for family in settings.families:
+                engines[family].append(measure_engine(family, repo, settings))
             run_round(
                 index,
-                servers,
+                groups,
+                servers=servers,
                 protocols=protocols,
                 bodies=bodies,
-                duration_s=settings.duration_s,
+                settings=settings,
                 results=results,
             )
-    return results, engines
+    return Measurements(results, engines)
 
 
-# --------------------------------------------------------------------------- the table
+# --------------------------------------------------------------------------- aggregation
 
 
-def floor_key(protocol_key: str) -> str:
-    """The floor echo protocol a protocol's ratio compares with (same family)."""
+def floor_protocol(protocol_key: str) -> str:
+    """The floor echo protocol a mnist protocol's ratio compares with (same family)."""
     return "tf-json" if protocol_key == "tf-json" else "v2-json"
 
 
-def paired_ratio(runs: Sequence[WrkResult], floor_runs: Sequence[WrkResult]) -> float | None:
-    """The median over rounds of requests/s relative to floor echo's in the same round."""
-    if len(runs) != len(floor_runs):
+def paired_median(
+    values: Sequence[float], references: Sequence[float], combine: Callable[[float, float], float]
+) -> float | None:
+    """The median over rounds of ``combine(value, reference)``, rounds paired in order."""
+    if not values or len(values) != len(references):
         return None
-    ratios = [r.requests_per_s / f.requests_per_s for r, f in zip(runs, floor_runs, strict=True)]
-    return statistics.median(ratios)
+    return statistics.median(combine(v, r) for v, r in zip(values, references, strict=True))
 
 
-def aggregate(results: dict[CellKey, list[WrkResult]]) -> dict[CellKey, Cell]:
+def ratio(value: float, reference: float) -> float:
+    """``value / reference``."""
+    return value / reference
+
+
+def difference(value: float, reference: float) -> float:
+    """``value - reference``."""
+    return value - reference
+
+
+def reference_rps(measurements: Measurements, key: CellKey) -> list[float]:
+    """Per round, what a cell's requests/s are compared with.
+
+    mnist cells: floor echo's requests/s at the same concurrency and protocol family. MiniLM
+    cells: the raw engine's best rows/s.
+    """
+    endpoint = ENDPOINT_BY_KEY[key[0]]
+    if endpoint.family == MINILM:
+        return [engine.best_rows_per_s for engine in measurements.engines[MINILM]]
+    floor_runs = measurements.results.get(("floor-echo", floor_protocol(key[1]), key[2]), [])
+    return [r.requests_per_s for r in floor_runs]
+
+
+def aggregate(measurements: Measurements) -> dict[CellKey, Cell]:
     """The median over rounds of every cell."""
     cells = {}
-    for key, runs in results.items():
+    for key, runs in measurements.results.items():
         rps = [r.requests_per_s for r in runs]
-        floor_runs = results.get(("floor-echo", floor_key(key[1]), key[2]), [])
         cells[key] = Cell(
             requests_per_s=statistics.median(rps),
             p50_us=statistics.median(r.p50_us for r in runs),
@@ -701,9 +1058,12 @@ def aggregate(results: dict[CellKey, list[WrkResult]]) -> dict[CellKey, Cell]:
             rps_min=min(rps),
             rps_max=max(rps),
             errors=sum(r.non_2xx + r.socket_errors for r in runs),
-            ratio=paired_ratio(runs, floor_runs),
+            ratio=paired_median(rps, reference_rps(measurements, key), ratio),
         )
     return cells
+
+
+# --------------------------------------------------------------------------- formatting
 
 
 def format_us(value: float) -> str:
@@ -715,105 +1075,263 @@ def format_us(value: float) -> str:
     return f"{value / 1000:.2f} ms"
 
 
-def engine_row(engine: EngineResult) -> Row:
-    """The raw engine's line of the table."""
-    return Row(
-        server="onnxruntime (in-process)",
-        protocol="session.run, batch 1",
-        concurrency="1",
-        requests_per_s=f"{1e6 / engine.mean_us:.0f}",
-        p50=format_us(engine.p50_us),
-        p99=format_us(engine.p99_us),
-        overhead="0 (reference)",
-        ratio="-",
-        spread="-",
-    )
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an s unless ``count`` is 1."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def server_row(
-    spec: ServerSpec,
-    protocol: Protocol,
-    concurrency: int,
-    cells: dict[CellKey, Cell],
-    engine: EngineResult,
-) -> Row:
-    """One server's line for one protocol and concurrency ("n/a" if it cannot speak it)."""
-    cell = cells.get((spec.key, protocol.key, concurrency))
-    if cell is None:
-        na = "n/a"
-        return Row(spec.label, protocol.label, str(concurrency), na, na, na, na, na, na)
-    ratio = "n/a" if cell.ratio is None else f"{cell.ratio:.2f}x"
-    overhead = format_us(cell.p50_us - engine.p50_us) if spec.runs_model else "- (no model)"
-    errors = f" ({cell.errors} errors!)" if cell.errors else ""
-    return Row(
-        server=spec.label,
-        protocol=protocol.label,
-        concurrency=str(concurrency),
-        requests_per_s=f"{cell.requests_per_s:.0f}{errors}",
-        p50=format_us(cell.p50_us),
-        p99=format_us(cell.p99_us),
-        overhead=overhead,
-        ratio=ratio,
-        spread=f"{cell.rps_min:.0f}-{cell.rps_max:.0f}",
-    )
+def format_rps(value: float) -> str:
+    """Requests or rows per second: whole numbers, one decimal below 100."""
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def build_rows(
-    specs: Sequence[ServerSpec],
-    protocols: Sequence[Protocol],
-    cells: dict[CellKey, Cell],
-    engine: EngineResult,
-) -> list[Row]:
-    """The table: the engine first, then each concurrency, protocol and server."""
-    rows = [engine_row(engine)]
-    for concurrency in CONCURRENCIES:
-        for protocol in protocols:
-            rows.extend(server_row(s, protocol, concurrency, cells, engine) for s in specs)
-    return rows
+TableRow = list[str]
 
 
-def row_cells(row: Row) -> list[str]:
-    """A row's fields in column order."""
+def table_headers(family: str) -> TableRow:
+    """A family's table columns."""
+    reference = "ratio to floor echo" if family == MNIST else "ratio to raw best rows/s"
     return [
-        row.server,
-        row.protocol,
-        row.concurrency,
-        row.requests_per_s,
-        row.p50,
-        row.p99,
-        row.overhead,
-        row.ratio,
-        row.spread,
+        "server",
+        "protocol",
+        "concurrency",
+        "requests/s",
+        "p50",
+        "p99",
+        "serving overhead",
+        reference,
+        "requests/s range over rounds",
     ]
 
 
-def text_table(rows: Sequence[Row]) -> str:
-    """The table as aligned plain text, for the terminal."""
-    lines = [row_cells(HEADERS), *(row_cells(r) for r in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+def engine_row(family: str, engine: EngineResult) -> TableRow:
+    """The raw engine's batch-1 line of a family's table."""
+    rps = 1e6 / engine.mean_us
+    reference = "-" if family == MNIST else f"{rps / engine.best_rows_per_s:.2f}x"
+    return [
+        "onnxruntime (in-process)",
+        "session.run, batch 1",
+        "1",
+        format_rps(rps),
+        format_us(engine.p50_us),
+        format_us(engine.p99_us),
+        "0 (reference)",
+        reference,
+        "-",
+    ]
+
+
+def cell_row(
+    endpoint: Endpoint, protocol: Protocol, concurrency: int, cell: Cell, engine: EngineResult
+) -> TableRow:
+    """One endpoint's line for one protocol and concurrency."""
+    overhead = format_us(cell.p50_us - engine.p50_us) if endpoint.runs_model else "- (no model)"
+    errors = f" ({cell.errors} errors!)" if cell.errors else ""
+    return [
+        endpoint.label,
+        protocol.label,
+        str(concurrency),
+        f"{format_rps(cell.requests_per_s)}{errors}",
+        format_us(cell.p50_us),
+        format_us(cell.p99_us),
+        overhead,
+        "n/a" if cell.ratio is None else f"{cell.ratio:.2f}x",
+        f"{format_rps(cell.rps_min)}-{format_rps(cell.rps_max)}",
+    ]
+
+
+def family_rows(
+    family: str,
+    groups: Sequence[Group],
+    protocols: Mapping[tuple[str, str], Protocol],
+    cells: Mapping[CellKey, Cell],
+    engine: EngineResult,
+) -> list[TableRow]:
+    """A family's table: the engine first, then each group's endpoints in plan order."""
+    rows = [engine_row(family, engine)]
+    for group in groups:
+        if group.family != family:
+            continue
+        protocol = protocols[(family, group.protocol)]
+        for key in group.endpoints:
+            cell = cells[(key, group.protocol, group.concurrency)]
+            rows.append(cell_row(ENDPOINT_BY_KEY[key], protocol, group.concurrency, cell, engine))
+    return rows
+
+
+def text_table(headers: TableRow, rows: Sequence[TableRow]) -> str:
+    """A table as aligned plain text, for the terminal."""
+    lines = [headers, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
     rendered = ["  ".join(f.ljust(w) for f, w in zip(line, widths, strict=True)) for line in lines]
     rendered.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in rendered)
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    """The table as GitHub markdown; numeric columns right-aligned."""
-    header = row_cells(HEADERS)
-    align = ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]
-    lines = [header, align, *(row_cells(r) for r in rows)]
+def markdown_table(headers: TableRow, rows: Sequence[TableRow], align: Sequence[str]) -> str:
+    """A table as GitHub markdown with the given column alignments."""
+    lines = [headers, list(align), *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def family_markdown(headers: TableRow, rows: Sequence[TableRow]) -> str:
+    """A family's results table as markdown; numeric columns right-aligned."""
+    return markdown_table(headers, rows, ["---", "---", *["---:"] * (len(headers) - 2)])
 
 
 def engine_batch_table(engine: EngineResult) -> str:
     """The raw engine's rows/s by batch size, as markdown, best marked."""
-    best = max(ENGINE_BATCHES, key=lambda b: engine.rows_per_s[b])
     lines = ["| batch | rows/s | time per call |", "| ---: | ---: | ---: |"]
-    for batch in ENGINE_BATCHES:
-        rows_per_s = engine.rows_per_s[batch]
-        mark = " (best)" if batch == best else ""
+    for batch, rows_per_s in engine.rows_per_s.items():
+        mark = " (best)" if batch == engine.best_batch else ""
         per_call = format_us(1e6 * batch / rows_per_s)
-        lines.append(f"| {batch}{mark} | {rows_per_s:.0f} | {per_call} |")
+        lines.append(f"| {batch}{mark} | {format_rps(rows_per_s)} | {per_call} |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def not_measured(name: str, goal: str, family: str) -> TargetResult:
+    """A target this run did not measure, because ``family`` was left out."""
+    return TargetResult(name, f"not measured ({family} not in --models)", goal, None)
+
+
+def runs_of(measurements: Measurements, key: CellKey) -> list[WrkResult]:
+    """A cell's runs, or fail if the plan never measured it."""
+    runs = measurements.results.get(key)
+    if not runs:
+        raise BenchError(f"no measurements for {key}")
+    return runs
+
+
+def target_mnist_throughput(cells: Mapping[CellKey, Cell]) -> TargetResult:
+    """(a) mnist batch-1 V2 JSON at concurrency 32 with batching: requests/s and floor ratio."""
+    name = "(a) mnist V2 JSON, batching, concurrency 32: requests/s and ratio to floor echo"
+    goal = f">= {TARGET_MNIST_RPS:.0f} req/s and >= {TARGET_MNIST_RATIO:.2f}x"
+    cell = cells[("mp-mnist-batched", "v2-json", 32)]
+    if cell.ratio is None:
+        return TargetResult(name, "no floor echo figures to compare with", goal, None)
+    measured = f"{format_rps(cell.requests_per_s)} req/s, {cell.ratio:.2f}x floor echo"
+    met = cell.requests_per_s >= TARGET_MNIST_RPS and cell.ratio >= TARGET_MNIST_RATIO
+    return TargetResult(name, measured, goal, met)
+
+
+def target_mnist_latency(measurements: Measurements) -> TargetResult:
+    """(b) mnist at concurrency 1 with batching: p50 minus floor echo's p50 (V2 JSON)."""
+    name = "(b) mnist V2 JSON, batching, concurrency 1: p50 minus floor echo's p50"
+    goal = f"<= {TARGET_LATENCY_GAP_US:.0f} us"
+    runs = runs_of(measurements, ("mp-mnist-batched", "v2-json", 1))
+    floor = runs_of(measurements, ("floor-echo", "v2-json", 1))
+    gap = paired_median([r.p50_us for r in runs], [r.p50_us for r in floor], difference)
+    if gap is None:
+        return TargetResult(name, "rounds do not pair up", goal, None)
+    modelport_p50 = statistics.median(r.p50_us for r in runs)
+    floor_p50 = statistics.median(r.p50_us for r in floor)
+    measured = (
+        f"+{format_us(gap)} (p50 {format_us(modelport_p50)} vs floor echo {format_us(floor_p50)})"
+    )
+    return TargetResult(name, measured, goal, gap <= TARGET_LATENCY_GAP_US)
+
+
+def target_minilm(cells: Mapping[CellKey, Cell], engine: EngineResult) -> TargetResult:
+    """(c) MiniLM at concurrency 16: modelport's best as a share of the raw engine's best."""
+    name = "(c) MiniLM V2 JSON, concurrency 16: modelport's best requests/s vs raw best rows/s"
+    goal = f">= {TARGET_MINILM_FRACTION:.0%}"
+    candidates: list[tuple[float, str, Cell]] = []
+    for key in ("mp-minilm", "mp-minilm-batched"):
+        cell = cells[(key, "v2-json", 16)]
+        if cell.ratio is not None:
+            candidates.append((cell.ratio, ENDPOINT_BY_KEY[key].label, cell))
+    if not candidates:
+        return TargetResult(name, "no engine figures to compare with", goal, None)
+    share, label, cell = max(candidates, key=lambda candidate: candidate[0])
+    measured = (
+        f"{share:.0%}: {label} {format_rps(cell.requests_per_s)} req/s vs "
+        f"{format_rps(engine.best_rows_per_s)} rows/s (batch {engine.best_batch})"
+    )
+    return TargetResult(name, measured, goal, share >= TARGET_MINILM_FRACTION)
+
+
+def target_binary(measurements: Measurements, endpoint: Endpoint, concurrency: int) -> TargetResult:
+    """(d) mnist V2 binary vs V2 JSON for one endpoint and concurrency: binary should win."""
+    name = f"(d) mnist V2 binary vs V2 JSON, {endpoint.label}, concurrency {concurrency}"
+    binary = runs_of(measurements, (endpoint.key, "v2-binary", concurrency))
+    v2_json = runs_of(measurements, (endpoint.key, "v2-json", concurrency))
+    binary_rps = [r.requests_per_s for r in binary]
+    json_rps = [r.requests_per_s for r in v2_json]
+    speedup = paired_median(binary_rps, json_rps, ratio)
+    goal = BINARY_GOAL
+    if speedup is None:
+        return TargetResult(name, "rounds do not pair up", goal, None)
+    measured = (
+        f"{speedup:.2f}x: {format_rps(statistics.median(binary_rps))} vs "
+        f"{format_rps(statistics.median(json_rps))} req/s, p50 "
+        f"{format_us(statistics.median(r.p50_us for r in binary))} vs "
+        f"{format_us(statistics.median(r.p50_us for r in v2_json))}"
+    )
+    return TargetResult(name, measured, goal, speedup > 1.0)
+
+
+def targets(
+    measurements: Measurements, cells: Mapping[CellKey, Cell], engines: Mapping[str, EngineResult]
+) -> list[TargetResult]:
+    """Every target, checked against this run (or marked not measured)."""
+    results = []
+    if MNIST in engines:
+        results += [target_mnist_throughput(cells), target_mnist_latency(measurements)]
+    else:
+        results += [
+            not_measured(
+                "(a) mnist V2 JSON, batching, concurrency 32",
+                f">= {TARGET_MNIST_RPS:.0f} req/s and >= {TARGET_MNIST_RATIO:.2f}x",
+                MNIST,
+            ),
+            not_measured(
+                "(b) mnist V2 JSON, batching, concurrency 1",
+                f"<= {TARGET_LATENCY_GAP_US:.0f} us",
+                MNIST,
+            ),
+        ]
+    if MINILM in engines:
+        results.append(target_minilm(cells, engines[MINILM]))
+    else:
+        results.append(
+            not_measured(
+                "(c) MiniLM V2 JSON, concurrency 16", f">= {TARGET_MINILM_FRACTION:.0%}", MINILM
+            )
+        )
+    if MNIST in engines:
+        results += [
+            target_binary(measurements, ENDPOINT_BY_KEY[key], concurrency)
+            for key in ("mp-mnist", "mp-mnist-batched")
+            for concurrency in TF_CONCURRENCIES
+        ]
+    else:
+        results.append(not_measured("(d) mnist V2 binary vs V2 JSON", BINARY_GOAL, MNIST))
+    return results
+
+
+def verdict(target: TargetResult) -> str:
+    """A target's result in words."""
+    if target.met is None:
+        return "not measured"
+    return "met" if target.met else "NOT MET"
+
+
+def target_rows(results: Sequence[TargetResult]) -> list[TableRow]:
+    """The targets as table rows."""
+    return [[t.name, t.measured, t.goal, verdict(t)] for t in results]
+
+
+TARGET_HEADERS = ["target", "measured", "goal", "result"]
+
+
+def target_summary(results: Sequence[TargetResult]) -> str:
+    """How many of the measured targets were met."""
+    measured = [t for t in results if t.met is not None]
+    met = sum(1 for t in measured if t.met)
+    return f"{met} of {len(measured)} measured targets met."
 
 
 # --------------------------------------------------------------------------- the report
@@ -847,6 +1365,13 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
+def wrk_version() -> str:
+    """wrk's version line."""
+    completed = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    first = (completed.stdout or completed.stderr).splitlines()
+    return first[0].split(" Copyright")[0].strip() if first else "unknown"
+
+
 def machine_lines(load: tuple[LoadAverage, LoadAverage]) -> list[str]:
     """The machine and software the numbers were measured on, as markdown bullets."""
     before, after = (", ".join(f"{v:.2f}" for v in sample) for sample in load)
@@ -863,43 +1388,75 @@ def machine_lines(load: tuple[LoadAverage, LoadAverage]) -> list[str]:
     ]
 
 
-def wrk_version() -> str:
-    """wrk's version line."""
-    completed = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    first = (completed.stdout or completed.stderr).splitlines()
-    return first[0].split(" Copyright")[0].strip() if first else "unknown"
-
-
-HOW_TO_READ = """\
-Every row answers the same request: one mnist image (784 random float32, fixed seed) in, ten
-class scores out, sent by `wrk` over keep-alive connections from CPU 1 to a server confined to
-CPU 0. *requests/s*, *p50* and *p99* are each the median of the rounds; the last column shows
-how far requests/s spread between rounds, the noise to allow for on this shared machine.
-*Serving overhead* is the row's p50 minus the raw engine's batch-1 p50: time spent on HTTP,
-parsing, validation, scheduling and encoding rather than in the model (at concurrency 32 it is
-mostly queueing). *Ratio to floor echo* compares requests/s with the floor's echo endpoint at
-the same concurrency and protocol family (V2 rows with echo V2 JSON, TF rows with echo TF
-JSON), as the median of per-round ratios between runs seconds apart, so it need not equal the
-quotient of the two medians. The echo endpoint parses the JSON body and answers a fixed
-response without running the model: roughly the most a Python JSON endpoint does on this CPU,
-so 1.00x would mean the model and everything else cost nothing. V2 binary rows are compared
-with echo V2 JSON too; binary skips parsing 16 KB of JSON, so it can pass 1.00x. *floor (ort)*
-runs onnxruntime inline on every request: the bar for a naive server doing the same work. The
-raw engine row is `session.run` in a loop in one process (1/mean call time as requests/s), with
-no HTTP at all. The floor has no binary tensor support, hence "n/a" on its V2 binary rows. p99
-is the figure most disturbed by other processes taking CPU 0 (see the line under the table);
-compare p99s only within one run.
-"""
-
-
-def noise_line(results: dict[CellKey, list[WrkResult]]) -> str:
-    """How much of the server CPU other processes took while cells were measured."""
-    shares = [r.foreign_cpu for runs in results.values() for r in runs]
-    return (
+def noise_line(measurements: Measurements) -> str:
+    """How much of the server CPU other processes took, and how steady the CPU's speed was."""
+    shares = [r.foreign_cpu for runs in measurements.results.values() for r in runs]
+    text = (
         f"While cells were measured, CPU {SERVER_CPU} spent a median of "
         f"{statistics.median(shares):.0%} (at most {max(shares):.0%}) of its time outside the "
         "server under test: other processes, interrupts and kernel work not charged to it."
     )
+    speeds = []
+    for family, runs in measurements.engines.items():
+        p50s = [engine.p50_us for engine in runs]
+        speeds.append(f"{FAMILY_NAMES[family]} {format_us(min(p50s))} to {format_us(max(p50s))}")
+    return (
+        f"{text} The raw engine's batch-1 p50, measured at the start of each round, ranged "
+        f"{'; '.join(speeds)}: a gauge of the CPU's speed over the run, which a virtual "
+        "machine's neighbours can change without showing up in the figure above."
+    )
+
+
+FAMILY_INTROS = {
+    MNIST: """\
+One mnist image (784 random float32, fixed seed) in, ten class scores out. `modelport` serves
+the model without dynamic batching (`mnist`), `modelport + batching` the same model with
+`dynamic_batching: {max_batch_size: 64, max_queue_delay_us: 2000}` (`mnist_batched`). *Ratio
+to floor echo* compares requests/s with the floor's echo endpoint at the same concurrency (V2
+rows with echo V2 JSON, TF rows with echo TF JSON).""",
+    MINILM: f"""\
+all-MiniLM-L6-v2 built by `examples/build_minilm.py`: one request of {MINILM_SEQ_LEN} token ids
+(random, fixed seed, in [{MINILM_TOKEN_LOW}, {MINILM_TOKEN_HIGH})) and an all-ones attention
+mask, asking for the `{MINILM_OUTPUT}` output ({MINILM_HIDDEN} floats). `modelport` serves
+it without dynamic batching (`minilm`), `modelport + batching` with `config.yaml` as built
+(padding on, `max_batch_size: {MINILM_MAX_BATCH}`; `minilm_batched`). *Ratio to raw best rows/s*
+compares requests/s with the raw engine's rows/s at its best batch size (table below): the most
+this CPU can compute, with or without batching.""",
+}
+
+
+HOW_TO_READ = """\
+Every row sends the same batch-1 request over keep-alive connections, from `wrk` on CPU 1 to a
+server confined to CPU 0. *requests/s*, *p50* and *p99* are each the median of the rounds; the
+last column shows how far requests/s spread between rounds, the noise to allow for on this
+shared machine. *Serving overhead* is the row's p50 minus the raw engine's batch-1 p50 for the
+same model: time spent on HTTP, parsing, validation, scheduling and encoding rather than in the
+model (at higher concurrency it is mostly queueing). Ratios are medians of per-round ratios
+(the two figures of a pair are measured minutes apart at most, within one round), so they need
+not equal the quotient of the two medians.
+
+The floor's echo endpoint parses the JSON body and answers a fixed response without running the
+model: roughly the most a Python JSON endpoint does on this CPU, so 1.00x would mean the model
+and everything else cost nothing. V2 binary rows are compared with echo V2 JSON too; binary
+skips parsing 16 KB of JSON, so it can pass 1.00x. *floor (ort)* runs onnxruntime inline on
+every request: the bar for a naive server doing the same work. The floor has no binary tensor
+support and does not serve MiniLM. The raw engine rows are `session.run` in a loop in one
+process (1/mean call time as requests/s), one intra-op thread, with no HTTP at all; modelport
+also runs one intra-op thread when pinned to one CPU.
+
+With one CPU, batching can only help as far as the engine's rows/s grow with the batch size
+(the raw engine tables): a lot for mnist, little or nothing for MiniLM. p99 is the figure most
+disturbed by other processes taking CPU 0 (see the noise line); compare p99s only within one
+run.
+"""
+
+
+def cell_duration_text(settings: Settings) -> str:
+    """How long cells ran, in words."""
+    text = f"{settings.duration_s} s per cell"
+    if MINILM in settings.families:
+        text += f" ({settings.cell_seconds(MINILM)} s for MiniLM)"
+    return text
 
 
 def render_report(
@@ -908,22 +1465,24 @@ def render_report(
     command: str,
     started: dt.datetime,
     elapsed_s: float,
-    rows: Sequence[Row],
-    engine: EngineResult,
+    sections: Sequence[tuple[str, str, EngineResult]],
+    target_table: str,
+    summary: str,
     load: tuple[LoadAverage, LoadAverage],
     noise: str,
 ) -> str:
-    """The whole of docs/benchmarks.md."""
+    """The whole of docs/benchmarks.md; ``sections`` hold (family, markdown table, engine)."""
     parts = [
         "<!-- Generated by benchmarks/run.py; do not edit by hand. Re-run the command below "
         "to regenerate it. -->",
         "",
         "# Benchmarks",
         "",
-        "modelport against the raw engine (onnxruntime in-process) and the reference floor server",
-        "(`floor_server.py`: the cheapest Python JSON endpoint, and a naive onnxruntime server),",
-        "on one batch-1 mnist request. See [benchmarks/README.md](../benchmarks/README.md) for "
-        "the method.",
+        "modelport, with and without dynamic batching, against the raw engine (onnxruntime",
+        "in-process) and the reference floor server (`floor_server.py`: the cheapest Python JSON",
+        "endpoint, and a naive onnxruntime server), on batch-1 requests to a small MLP (mnist) and",
+        "a transformer (all-MiniLM-L6-v2). See [benchmarks/README.md](../benchmarks/README.md) "
+        "for the method.",
         "",
         "Reproduce (from the repository root; needs `wrk` and `taskset`):",
         "",
@@ -931,23 +1490,40 @@ def render_report(
         command,
         "```",
         "",
-        f"Measured {started:%Y-%m-%d %H:%M %Z}, {settings.rounds} rounds of "
-        f"{settings.duration_s} s per cell, run time {elapsed_s / 60:.1f} min.",
+        f"Measured {started:%Y-%m-%d %H:%M %Z}, {plural(settings.rounds, 'round')}, "
+        f"{cell_duration_text(settings)}, run time {elapsed_s / 60:.1f} min.",
         "",
         "## Machine",
         "",
         *machine_lines(load),
         "",
-        "## Results",
-        "",
-        markdown_table(rows),
-        "",
+    ]
+    for family, table, engine in sections:
+        parts += [
+            f"## {FAMILY_TITLES[family]}",
+            "",
+            FAMILY_INTROS[family],
+            "",
+            table,
+            "",
+            f"Raw engine throughput by batch size ({FAMILY_NAMES[family]}; onnxruntime, one "
+            f"intra-op thread, CPU {SERVER_CPU}):",
+            "",
+            engine_batch_table(engine),
+            "",
+        ]
+    parts += [
         noise,
         "",
-        "Raw engine throughput by batch size (onnxruntime, one intra-op thread, CPU "
-        f"{SERVER_CPU}):",
+        "## Targets",
         "",
-        engine_batch_table(engine),
+        "Computed from this run's measurements. Ratios and differences between two cells are "
+        "medians of per-round pairs, so they need not match the quotient or difference of the "
+        "medians shown.",
+        "",
+        target_table,
+        "",
+        summary,
         "",
         "## How to read it",
         "",
@@ -960,20 +1536,61 @@ def render_report(
 # --------------------------------------------------------------------------- entry point
 
 
+def parse_models(text: str) -> tuple[str, ...]:
+    """``--models``: a comma-separated subset of mnist and minilm, in canonical order."""
+    wanted = {name.strip().lower() for name in text.split(",") if name.strip()}
+    unknown = wanted - set(FAMILIES)
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(
+            f"choose from {', '.join(FAMILIES)} (comma-separated), not {text!r}"
+        )
+    return tuple(family for family in FAMILIES if family in wanted)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         description="Benchmark modelport against raw onnxruntime and the floor server."
     )
-    parser.add_argument("--duration", type=int, default=5, help="seconds per cell (default 5)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, median taken (default 3)")
     parser.add_argument(
-        "--output", type=Path, default=None, help=f"markdown report (default {DEFAULT_OUTPUT})"
+        "--duration",
+        type=int,
+        default=None,
+        help=f"seconds per cell (default {DEFAULT_DURATION_S}; {QUICK_DURATION_S} with --quick)",
     )
     parser.add_argument(
-        "--warmup", type=int, default=DEFAULT_WARMUP_S, help="warm-up seconds per protocol"
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"rounds, median taken (default {DEFAULT_ROUNDS}; {QUICK_ROUNDS} with --quick)",
     )
-    parser.add_argument("--calls", type=int, default=DEFAULT_CALLS, help="engine session.run calls")
+    parser.add_argument(
+        "--models",
+        type=parse_models,
+        default=FAMILIES,
+        help="models to benchmark, comma-separated (default mnist,minilm)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a 1-2 minute smoke run: 1 round of 1 s cells, a shorter engine probe; writes no "
+        "report unless --output is given",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"markdown report (default {DEFAULT_OUTPUT}; none with --quick)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=DEFAULT_WARMUP_S, help="warm-up seconds per endpoint"
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=None,
+        help=f"timed mnist session.run calls (default {DEFAULT_CALLS}; {QUICK_CALLS} with --quick)",
+    )
     parser.add_argument(
         "--floor-server",
         type=Path,
@@ -981,9 +1598,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"floor_server.py (default {DEFAULT_FLOOR}, or $MODELPORT_FLOOR_SERVER)",
     )
     parser.add_argument("--engine-probe", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--engine-family", choices=FAMILIES, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-seconds", type=float, default=0.5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.duration < 1 or args.rounds < 1 or args.warmup < 0 or args.calls < 100:
-        parser.error("--duration and --rounds must be >= 1, --warmup >= 0, --calls >= 100")
+    if args.duration is None:
+        args.duration = QUICK_DURATION_S if args.quick else DEFAULT_DURATION_S
+    if args.rounds is None:
+        args.rounds = QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS
+    if args.calls is None:
+        args.calls = QUICK_CALLS if args.quick else DEFAULT_CALLS
+    if args.duration < 1 or args.rounds < 1 or args.warmup < 0 or args.calls < 10:
+        parser.error("--duration and --rounds must be >= 1, --warmup >= 0, --calls >= 10")
     return args
 
 
@@ -994,14 +1619,23 @@ def display_path(path: Path) -> str:
 
 def reproduce_command(settings: Settings) -> str:
     """The command line that reproduces this run."""
-    parts = [
-        ".venv/bin/python", "benchmarks/run.py",
-        "--duration", str(settings.duration_s), "--rounds", str(settings.rounds),
-        "--output", display_path(settings.output),
-    ]  # fmt: skip
+    parts = [".venv/bin/python", "benchmarks/run.py"]
+    if settings.quick:
+        parts.append("--quick")
+    default_duration = QUICK_DURATION_S if settings.quick else DEFAULT_DURATION_S
+    default_rounds = QUICK_ROUNDS if settings.quick else DEFAULT_ROUNDS
+    default_calls = QUICK_CALLS if settings.quick else DEFAULT_CALLS
+    if not settings.quick or settings.duration_s != default_duration:
+        parts += ["--duration", str(settings.duration_s)]
+    if not settings.quick or settings.rounds != default_rounds:
+        parts += ["--rounds", str(settings.rounds)]
+    if settings.families != FAMILIES:
+        parts += ["--models", ",".join(settings.families)]
+    if settings.output is not None:
+        parts += ["--output", display_path(settings.output)]
     if settings.warmup_s != DEFAULT_WARMUP_S:
         parts += ["--warmup", str(settings.warmup_s)]
-    if settings.calls != DEFAULT_CALLS:
+    if settings.calls != default_calls:
         parts += ["--calls", str(settings.calls)]
     if settings.floor != DEFAULT_FLOOR:
         parts += ["--floor-server", str(settings.floor)]
@@ -1017,51 +1651,90 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def estimate_minutes(settings: Settings) -> float:
+    """A rough run time: the cells, the warm-ups and the engine probes."""
+    groups = plan(settings.families)
+    cells = settings.rounds * sum(
+        len(g.endpoints) * (settings.cell_seconds(g.family) + 0.25) for g in groups
+    )
+    warmups = len({(key, g.protocol) for g in groups for key in g.endpoints})
+    engine_s = {MNIST: 4.0, MINILM: 8.0}
+    engines = settings.rounds * sum(engine_s[family] for family in settings.families)
+    return (cells + warmups * (settings.warmup_s + 0.3) + engines + 15) / 60
+
+
 def run(settings: Settings) -> None:
-    """Benchmark, print the table, and write the report."""
+    """Benchmark, print the tables and targets, and write the report."""
     check_tools()
-    if not settings.floor.is_file():
+    if MNIST in settings.families and not settings.floor.is_file():
         raise SystemExit(
             f"floor server not found at {settings.floor}; "
             "pass --floor-server PATH or set MODELPORT_FLOOR_SERVER"
         )
     if not (Path(sys.executable).parent / "modelport").is_file():
         raise SystemExit("modelport is not installed next to this Python; run `make test` first")
-    ensure_models()
+    groups = plan(settings.families)
+    print(
+        f"{cell_count(groups)} cells x {plural(settings.rounds, 'round')}, "
+        f"{cell_duration_text(settings)}: "
+        f"about {estimate_minutes(settings):.0f} min",
+        file=sys.stderr,
+    )
     started = dt.datetime.now().astimezone()
     load_before = os.getloadavg()
     begin = time.monotonic()
-    protocols = make_protocols()
     with tempfile.TemporaryDirectory(prefix="modelport-bench-") as tmp:
-        results, engines = benchmark(settings, protocols, Path(tmp))
+        measurements = benchmark(settings, Path(tmp))
     elapsed_s = time.monotonic() - begin
-    engine = median_engine(engines)
-    rows = build_rows(make_servers(settings.floor), protocols, aggregate(results), engine)
-    print(text_table(rows))
+    protocols = make_protocols(settings.families)
+    cells = aggregate(measurements)
+    engines = {family: median_engine(runs) for family, runs in measurements.engines.items()}
+    sections = []
+    for family in settings.families:
+        headers = table_headers(family)
+        rows = family_rows(family, groups, protocols, cells, engines[family])
+        print(f"\n{FAMILY_TITLES[family]}\n\n{text_table(headers, rows)}")
+        sections.append((family, family_markdown(headers, rows), engines[family]))
+    noise = noise_line(measurements)
+    print(f"\n{noise}")
+    checked = targets(measurements, cells, engines)
+    summary = target_summary(checked)
+    print(f"\nTargets\n\n{text_table(TARGET_HEADERS, target_rows(checked))}\n\n{summary}")
     command = reproduce_command(settings)
-    report = render_report(
-        settings,
-        command=command,
-        started=started,
-        elapsed_s=elapsed_s,
-        rows=rows,
-        engine=engine,
-        load=(load_before, os.getloadavg()),
-        noise=noise_line(results),
-    )
-    settings.output.parent.mkdir(parents=True, exist_ok=True)
-    settings.output.write_text(report)
-    print(f"\nwrote {display_path(settings.output)} in {elapsed_s:.0f}s; reproduce with: {command}")
+    message = f"\nfinished in {elapsed_s:.0f}s ({elapsed_s / 60:.1f} min)"
+    if settings.output is not None:
+        report = render_report(
+            settings,
+            command=command,
+            started=started,
+            elapsed_s=elapsed_s,
+            sections=sections,
+            target_table=markdown_table(
+                TARGET_HEADERS, target_rows(checked), ["---"] * len(TARGET_HEADERS)
+            ),
+            summary=summary,
+            load=(load_before, os.getloadavg()),
+            noise=noise,
+        )
+        settings.output.parent.mkdir(parents=True, exist_ok=True)
+        settings.output.write_text(report)
+        message += f"; wrote {display_path(settings.output)}"
+    print(f"{message}; reproduce with: {command}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; also serves the hidden ``--engine-probe`` mode used for the engine row."""
+    """Entry point; also serves the hidden ``--engine-probe`` mode used for the engine rows."""
     args = parse_args(argv)
-    output = ROOT / DEFAULT_OUTPUT if args.output is None else args.output.resolve()
+    if args.output is not None:
+        output: Path | None = args.output.resolve()
+    else:
+        output = None if args.quick else ROOT / DEFAULT_OUTPUT
     floor = args.floor_server.resolve()
-    os.chdir(ROOT)  # the servers, wrk and the models are addressed relative to the root
+    os.chdir(ROOT)  # the build scripts and wrk's script are addressed relative to the root
     if args.engine_probe:
-        print(json.dumps(engine_probe(args.engine_probe, args.calls)))
+        family = args.engine_family or MNIST
+        probe = engine_probe(family, args.engine_probe, args.calls, args.batch_seconds)
+        print(json.dumps(probe))
         return 0
     raise_on_sigterm()
     settings = Settings(
@@ -1069,8 +1742,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=args.rounds,
         warmup_s=args.warmup,
         calls=args.calls,
+        families=args.models,
         floor=floor,
         output=output,
+        quick=args.quick,
     )
     try:
         run(settings)
