@@ -54,6 +54,8 @@ def write_plot(path: Path, summaries: Sequence[StepSummary], title: str) -> None
     if shown and max(shown) / min(shown) > _LOG_RATIO:
         latency_axes.set_yscale("log")  # tails dwarf the median on a linear axis
         latency_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        latency_axes.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
+
     else:
         latency_axes.set_ylim(bottom=0)
     latency_axes.set_ylabel("latency (ms)")
@@ -71,3 +73,11 @@ def write_plot(path: Path, summaries: Sequence[StepSummary], title: str) -> None
         throughput_axes.set_xticks(xs, [f"{x:g}" for x in xs])
         throughput_axes.xaxis.set_minor_locator(NullLocator())
     figure.savefig(path, dpi=120)
+
+
+def _minor_label(value: float, _position: object = None) -> str:
+    """Label the 2s and 5s between powers of ten, so a short log axis still reads."""
+    if value <= 0:
+        return ""
+    mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+    return f"{value:g}" if mantissa in (2.0, 5.0) else ""
