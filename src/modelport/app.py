@@ -35,10 +35,11 @@ from modelport.lifecycle.tfconfig import ConfigFileRepository
 from modelport.lifecycle.watcher import RepositoryWatcher
 from modelport.listeners.http import HttpLimits, HttpListener
 from modelport.observability.metrics import Metrics
-from modelport.protocols.http import HttpApp
+from modelport.protocols.http import HttpApp, Mount
 from modelport.protocols.kserve_v2.rest import KServeV2Rest
 from modelport.protocols.prometheus import metrics_mount
 from modelport.protocols.tfserving.rest import TFServingRest
+from modelport.protocols.torchserve.rest import TorchServeRest
 from modelport.runtimes import available_cpus
 
 __all__ = ["ModelportServer", "StartupError", "build_source", "configure_logging", "serve"]
@@ -99,7 +100,7 @@ def build_source(
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, flag: str = "--http-port") -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -110,7 +111,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         raise StartupError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another port with "
-            "--http-port or stop the process using it"
+            f"{flag} or stop the process using it"
         ) from exc
     sock.set_inheritable(True)
     return sock
@@ -153,20 +154,36 @@ class ModelportServer:
         self.dispatcher = Dispatcher(self.infer_pool, settings.server.inline_compute_us / 1e6)
         self.dataplane = DataPlane(self.manager, self.dispatcher, self.metrics)
         self.metrics.watch_queues(self.manager.queue_depths)
-        self.http_app = HttpApp(
-            [
-                TFServingRest(self.dataplane).mount(),
-                KServeV2Rest(self.dataplane).mount(),
-                metrics_mount(self.metrics.render),
-            ],
-            max_body_bytes=settings.server.max_body_bytes,
-            is_draining=lambda: self.dataplane.draining,
+        torchserve = TorchServeRest(self.dataplane)
+        self.http_app = self._http_app(
+            TFServingRest(self.dataplane).mount(),
+            KServeV2Rest(self.dataplane).mount(),
+            torchserve.mount(),
+            metrics_mount(self.metrics.render),
+        )
+        #: The optional port serving TorchServe's inference API alone (--torchserve-port).
+        self.torchserve_app = (
+            self._http_app(torchserve.mount(catch_all=True))
+            if settings.server.torchserve_port is not None
+            else None
         )
         self._stop = asyncio.Event()
         self._signals = 0
         #: Set when shutdown left engine work running (a stuck request or a load under way):
         #: threads that cannot be interrupted would keep the process alive.
         self.abandoned_work = False
+
+    def _http_app(self, *mounts: Mount) -> HttpApp:
+        return HttpApp(
+            mounts,
+            max_body_bytes=self.settings.server.max_body_bytes,
+            is_draining=lambda: self.dataplane.draining,
+        )
+
+    @property
+    def http_apps(self) -> list[HttpApp]:
+        """Every HTTP application a listener serves: drained together at shutdown."""
+        return [app for app in (self.http_app, self.torchserve_app) if app is not None]
 
     def _prepare(self, version: ModelVersion) -> None:
         """A version that just loaded gets its metrics and its scheduler."""
@@ -202,8 +219,30 @@ class ModelportServer:
             loop.add_signal_handler(signum, self._on_signal, signum)
         server_settings = self.settings.server
         sock = _bind(server_settings.host, server_settings.http_port)
+        listeners = [await self._listen(self.http_app, sock)]
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "modelport %s: HTTP on http://%s:%d (TF Serving REST /v1, KServe V2 REST /v2, "
+            "TorchServe /ping and /predictions); gRPC port %d is reserved, gRPC is not served yet",
+            __version__,
+            host,
+            port,
+            server_settings.grpc_port,
+        )
+        if self.torchserve_app is not None:
+            assert server_settings.torchserve_port is not None
+            sock = _bind(server_settings.host, server_settings.torchserve_port, "--torchserve-port")
+            listeners.append(await self._listen(self.torchserve_app, sock))
+            log.info("TorchServe inference API on http://%s:%d", *sock.getsockname()[:2])
+        code = await self._start_models()
+        if code == EXIT_OK:
+            await self._stop.wait()
+        return await self._shutdown(listeners, code)
+
+    async def _listen(self, app: HttpApp, sock: socket.socket) -> HttpListener:
+        server_settings = self.settings.server
         listener = HttpListener(
-            self.http_app,
+            app,
             HttpLimits(
                 max_body_bytes=server_settings.max_body_bytes,
                 header_timeout_s=server_settings.header_timeout_s,
@@ -212,19 +251,7 @@ class ModelportServer:
             ),
         )
         await listener.start(sock)
-        host, port = sock.getsockname()[:2]
-        log.info(
-            "modelport %s: HTTP on http://%s:%d (TF Serving REST /v1, KServe V2 REST /v2); "
-            "gRPC port %d is reserved, gRPC is not served yet",
-            __version__,
-            host,
-            port,
-            server_settings.grpc_port,
-        )
-        code = await self._start_models()
-        if code == EXIT_OK:
-            await self._stop.wait()
-        return await self._shutdown(listener, code)
+        return listener
 
     async def _start_models(self) -> int:
         log.info("loading models from %s", self.source.describe())
@@ -259,10 +286,11 @@ class ModelportServer:
         await self.manager.wait_idle()
         return self.manager.finish_startup()
 
-    async def _shutdown(self, listener: HttpListener, code: int) -> int:
+    async def _shutdown(self, listeners: list[HttpListener], code: int) -> int:
         self.dataplane.draining = True
         drained = await self._drain()
-        await listener.close(timeout=1.0 if drained else 0.0)
+        for listener in listeners:
+            await listener.close(timeout=1.0 if drained else 0.0)
         await self.watcher.stop()
         if drained:
             await self.manager.close()
@@ -275,17 +303,17 @@ class ModelportServer:
 
     async def _drain(self) -> bool:
         timeout = self.settings.server.drain_timeout_s
-        if self.http_app.inflight:
-            log.info(
-                "waiting up to %g s for %d requests in flight", timeout, self.http_app.inflight
-            )
-        if await self.http_app.wait_idle(timeout):
+        apps = self.http_apps
+        if inflight := sum(app.inflight for app in apps):
+            log.info("waiting up to %g s for %d requests in flight", timeout, inflight)
+        idle = await asyncio.gather(*(app.wait_idle(timeout) for app in apps))
+        if all(idle):
             return True
         busy = self.manager.busy_versions()
 
         log.warning(
             "%d requests still in flight; exiting without waiting for them (busy: %s)",
-            self.http_app.inflight,
+            sum(app.inflight for app in apps),
             ", ".join(busy) or "none",
         )
         return False
@@ -298,6 +326,9 @@ def configure_logging(level: str) -> None:
     Triton; numpy's warning about that cast is noise in a server's log and is not shown.
     """
     warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+    # A malformed multipart body gets 400; python-multipart's warning about it would let any
+    # client write to the server log.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
     logging.basicConfig(
         level=level.upper(),

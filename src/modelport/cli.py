@@ -20,8 +20,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="modelport",
     help=(
-        "modelport serves a versioned model repository over TF Serving's and KServe V2's APIs, "
-        "with hot reload that never drops a request."
+        "modelport serves a versioned model repository over TF Serving's, KServe V2's and "
+        "TorchServe's APIs, with hot reload that never drops a request."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -120,7 +120,8 @@ def serve(
         typer.Option(
             "--http-port",
             "--rest_api_port",
-            help="HTTP port for TF Serving REST (/v1) and KServe V2 REST (/v2). Default: 8501.",
+            help="HTTP port for TF Serving REST (/v1), KServe V2 REST (/v2) and TorchServe "
+            "(/ping, /predictions). Default: 8501.",
             rich_help_panel=LISTEN,
         ),
     ] = None,
@@ -130,6 +131,15 @@ def serve(
             "--grpc-port",
             "--port",
             help="Port reserved for the gRPC APIs (not served yet). Default: 8500.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    torchserve_port: Annotated[
+        int | None,
+        typer.Option(
+            "--torchserve-port",
+            help="Also serve TorchServe's inference API (/ping, /predictions) alone on this port "
+            "(TorchServe's default: 8080). The HTTP port serves it too. Default: none.",
             rich_help_panel=LISTEN,
         ),
     ] = None,
@@ -251,6 +261,7 @@ def serve(
             "host": host,
             "http_port": http_port,
             "grpc_port": grpc_port,
+            "torchserve_port": torchserve_port,
             "max_body_bytes": max_body_bytes,
             "drain_timeout_s": drain_timeout_s,
             "infer_threads": infer_threads,

@@ -50,9 +50,13 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     """Address the listeners bind to. Use 0.0.0.0 to accept connections from other hosts."""
     http_port: Port = 8501
-    """Port of the HTTP API (TF Serving REST and KServe V2 REST)."""
+    """Port of the HTTP API (TF Serving REST, KServe V2 REST and TorchServe's inference API)."""
     grpc_port: Port = 8500
     """Port reserved for the gRPC APIs (TF Serving and KServe V2 gRPC)."""
+    torchserve_port: Port | None = None
+    """Port of an extra listener serving TorchServe's inference API alone (``/ping``,
+    ``/predictions``), for clients that expect it on a port of its own (TorchServe's default is
+    8080). The HTTP port serves that API too; ``None`` opens no extra port."""
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     """Largest request body (after decompression); bigger ones get 413 before they are read."""
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
@@ -69,6 +73,15 @@ class ServerSettings(_Section):
     inline_compute_us: Annotated[float, Field(ge=0)] = 100.0
     """Engine calls measured to take less than this run on the event loop instead of a worker
     thread (the hand-off costs more than such a call); 0 sends every call to a worker thread."""
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> ServerSettings:
+        if self.torchserve_port and self.torchserve_port == self.http_port:
+            raise ValueError(
+                f"--torchserve-port {self.torchserve_port} is also the HTTP port; give it another "
+                "port, or leave it out: the HTTP port serves the TorchServe API too"
+            )
+        return self
 
 
 class RepositorySettings(_Section):

@@ -5,12 +5,13 @@ limit); the same application also runs as an ASGI app. It is deliberately thin, 
 microsecond here is paid on every request:
 
 - it matches the path against each protocol surface's routes (raw, still percent-encoded, path);
-- it checks the body's Content-Type, and inflates a gzip or deflate body, refusing it with 413
-  as soon as it grows past the limit (as an ASGI app, it also refuses a body over the limit from
-  ``Content-Length`` before reading it);
+- it checks the body's Content-Type against the route's list, and inflates a gzip or deflate
+  body, refusing it with 413 as soon as it grows past the limit (as an ASGI app, it also refuses
+  a body over the limit from ``Content-Length`` before reading it);
 - it answers 503 to new requests while the server drains, except on the health endpoints;
-- it turns every ``ModelportError`` into its status and ``{"error": ...}`` body, and any other
-  exception into a generic 500 (the traceback goes to the server log, never to the client).
+- it turns every ``ModelportError`` into an answer in the shape of the surface that owns the path
+  (``{"error": ...}`` unless the mount renders errors its own way), and any other exception into
+  a generic 500 (the traceback goes to the server log, never to the client).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from modelport.errors import (
     ShuttingDown,
     UnsupportedMediaType,
 )
-from modelport.protocols.errors import error_response, internal_error_response
+from modelport.protocols.errors import error_response
 from modelport.protocols.wire import HttpResponse
 
-__all__ = ["HttpApp", "HttpRequest", "HttpResponse", "Mount", "Route"]
+__all__ = ["BODY_CONTENT_TYPES", "HttpApp", "HttpRequest", "HttpResponse", "Mount", "Route"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class Route:
     handlers: Mapping[str, Handler]
     #: Health endpoints keep answering while the server drains.
     during_drain: bool = False
+    #: The body Content-Types (lower case, without parameters) the route reads; others get 415.
+    #: ``None`` takes any type: the handler reads the Content-Type itself.
+    content_types: frozenset[bytes] | None = BODY_CONTENT_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,9 @@ class Mount:
     routes: Sequence[Route]
     unmatched: Callable[[str, str, tuple[str, ...]], ModelportError]
     """Error for a request no route takes: (method, path, methods the path takes, if any)."""
+    render_error: Callable[[ModelportError], HttpResponse] = error_response
+    """The answer for an error on one of the mount's paths, raised by a handler or by the app
+    (draining, body size, Content-Type, unmatched path)."""
 
 
 @dataclass(slots=True)
@@ -158,13 +165,20 @@ class HttpApp:
                     "the server is shutting down; send the request to another replica"
                 )
             if method in ("POST", "PUT"):
-                request.body = self._decode_body(request.headers, request.body)
+                request.body = self._decode_body(request.headers, request.body, route.content_types)
             return await route.handlers[method](request, match)
         except ModelportError as exc:
-            return error_response(exc)
+            return self._error(request.path, exc)
         except Exception:
             log.exception("unexpected error answering %s %s", method, request.path)
-            return internal_error_response()
+            return self._error(request.path, _INTERNAL)
+
+    def _error(self, path: str, exc: ModelportError) -> HttpResponse:
+        """The error answer in the shape of the mount that owns ``path`` (off the hot path)."""
+        for mount in self._mounts:
+            if mount.owns(path):
+                return mount.render_error(exc)
+        return error_response(exc)
 
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         """The same application as an ASGI app, for any ASGI server."""
@@ -181,7 +195,7 @@ class HttpApp:
             try:
                 body = await self._receive_body(headers, receive)
             except ModelportError as exc:
-                await _send(send, error_response(exc))
+                await _send(send, self._error(path, exc))
                 return
         response = await self.handle(HttpRequest(method, path, headers, body))
         await _send(send, response)
@@ -219,7 +233,12 @@ class HttpApp:
                 raise _too_large(self._max_body)
         return await _receive_body(receive, self._max_body)
 
-    def _decode_body(self, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> bytes:
+    def _decode_body(
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        content_types: frozenset[bytes] | None,
+    ) -> bytes:
         """Check the Content-Type and undo any Content-Encoding, within the size limit."""
         content_type = b""
         encoding = b""
@@ -228,7 +247,7 @@ class HttpApp:
                 content_type = value.partition(b";")[0].strip().lower()
             elif key == b"content-encoding":
                 encoding = value.strip().lower()
-        if content_type not in BODY_CONTENT_TYPES:
+        if content_types is not None and content_type not in content_types:
             raise UnsupportedMediaType(
                 f"Content-Type {content_type.decode('latin-1')!r} is not supported; send "
                 "application/json, or application/octet-stream with the binary tensor extension"
@@ -239,6 +258,8 @@ class HttpApp:
 
 
 _NOT_FOUND = NotFound("Not Found")
+#: What an unexpected exception becomes: generic, with no details of the server.
+_INTERNAL = ModelportError("internal server error; the server log has the details")
 #: Matched (method, path) pairs remembered, so repeated requests skip the regular expressions.
 _ROUTE_CACHE_SIZE = 4096
 

@@ -23,7 +23,9 @@ __all__ = [
     "HttpResponse",
     "dump_json",
     "dump_json_nonfinite",
+    "json_kind",
     "json_response",
+    "parse_json",
     "parse_json_object",
 ]
 
@@ -40,14 +42,19 @@ class HttpResponse:
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
+def parse_json(body: bytes | memoryview) -> Any:
+    """Parse any JSON value; raise ``InvalidInput`` naming the problem if it is malformed."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _parse_lenient(body, exc)
+
+
 def parse_json_object(body: bytes | memoryview, what: str = "request body") -> dict[str, Any]:
     """Parse a JSON object; raise ``InvalidInput`` naming the problem otherwise."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        value = _parse_lenient(body, exc)
+    value = parse_json(body)
     if not isinstance(value, dict):
-        raise InvalidInput(f"the {what} must be a JSON object, not {_json_kind(value)}")
+        raise InvalidInput(f"the {what} must be a JSON object, not {json_kind(value)}")
     return value
 
 
@@ -58,7 +65,7 @@ def _parse_lenient(body: bytes | memoryview, first_error: orjson.JSONDecodeError
         raise InvalidInput(f"malformed JSON: {first_error}") from first_error
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     if isinstance(value, str):

@@ -437,6 +437,78 @@ def test_supported_content_types(client: Client, content_type: bytes) -> None:
     assert client("POST", "/t/items/1", headers=headers, chunks=[b"{}"]).status == 201
 
 
+def _typed_app(surface: Surface, *, draining: bool = False) -> HttpApp:
+    """Routes with their own Content-Type lists, on a mount that renders its own errors."""
+
+    def render(exc: ModelportError) -> HttpResponse:
+        return HttpResponse(exc.http_status, json.dumps({"own": exc.message}).encode())
+
+    routes = [
+        Route(re.compile("/f/any"), {"POST": surface.created}, content_types=None),
+        Route(
+            re.compile("/f/form"),
+            {"POST": surface.created},
+            content_types=frozenset({b"multipart/form-data"}),
+        ),
+        Route(re.compile("/f/boom"), {"GET": surface.boom}),
+        Route(re.compile("/f/refuse"), {"GET": surface.refuse}),
+    ]
+    own = Mount(
+        owns=lambda path: path.startswith("/f/"),
+        routes=routes,
+        unmatched=_unmatched,
+        render_error=render,
+    )
+    return HttpApp([surface.mount(), own], max_body_bytes=LIMIT, is_draining=lambda: draining)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [b"multipart/form-data; boundary=xyz", b"image/jpeg", b"application/json", b"", b"x/y"],
+)
+def test_a_route_may_take_any_content_type(surface: Surface, content_type: bytes) -> None:
+    client = Client(_typed_app(surface))
+    result = client("POST", "/f/any", headers=[(b"content-type", content_type)], chunks=[b"b"])
+    assert result.status == 201
+    assert result.body == b"b"
+
+
+def test_a_route_may_list_its_own_content_types(surface: Surface) -> None:
+    client = Client(_typed_app(surface))
+    form = [(b"content-type", b"Multipart/Form-Data; boundary=xyz")]
+    assert client("POST", "/f/form", headers=form, chunks=[b"b"]).status == 201
+    json_type = [(b"content-type", b"application/json")]
+    refused = client("POST", "/f/form", headers=json_type, chunks=[b"{}"])
+    assert refused.status == 415
+    assert "is not supported" in refused.json()["own"]
+    # The other surfaces keep the default list.
+    assert client("POST", "/t/items/1", headers=form, chunks=[b"b"]).status == 415
+
+
+def test_a_mount_renders_every_error_on_its_paths(surface: Surface) -> None:
+    client = Client(_typed_app(surface))
+    assert client("GET", "/f/refuse").json() == {"own": "bad thing"}
+    boom = client("GET", "/f/boom")
+    assert (boom.status, boom.json()) == (500, {"own": GENERIC_500["error"]})
+    assert client("GET", "/f/nothing").json() == {"own": "no route for /f/nothing"}
+    gzip_error = client("POST", "/f/any", headers=[(b"content-encoding", b"br")], chunks=[b"x"])
+    assert gzip_error.status == 415
+    assert "use gzip or deflate" in gzip_error.json()["own"]
+    large = client("POST", "/f/any", headers=[(b"content-length", b"101")], chunks=[b"x" * 101])
+    assert large.status == 413
+    assert "larger than the limit" in large.json()["own"]
+    # Other paths keep the default shape.
+    assert client("GET", "/t/refuse").json() == {"error": "bad thing"}
+    assert client("GET", "/nowhere").json() == {"error": "Not Found"}
+
+
+def test_a_mount_renders_the_drain_refusal(surface: Surface) -> None:
+    client = Client(_typed_app(surface, draining=True))
+    result = client("POST", "/f/any", chunks=[b"x"])
+    assert result.status == 503
+    assert "shutting down" in result.json()["own"]
+
+
 # ---- draining ----------------------------------------------------------------------------------
 
 

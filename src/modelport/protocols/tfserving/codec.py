@@ -27,6 +27,7 @@ __all__ = [
     "encode_classify",
     "encode_predict",
     "encode_regress",
+    "predict_result",
     "signature_def",
 ]
 
@@ -152,14 +153,22 @@ def _decode_columns(inputs: Any, signature: Signature) -> dict[str, np.ndarray[A
 
 def encode_predict(outputs: dict[str, np.ndarray[Any, Any]], row_format: bool) -> bytes:
     """The predict response body: ``predictions`` (row format) or ``outputs`` (columnar)."""
+    doc = {"predictions" if row_format else "outputs": predict_result(outputs, row_format)}
+    return dump_outputs_json(doc, outputs.values())
+
+
+def predict_result(outputs: dict[str, np.ndarray[Any, Any]], row_format: bool) -> Any:
+    """The value of ``predictions`` (one entry per example) or of ``outputs`` (columnar).
+
+    With one output the name is left out. Numeric outputs stay numpy arrays: write the value
+    with ``dump_outputs_json`` so that NaN and infinities come out as TF Serving writes them.
+    """
     values = {name: _output_values(name, arr) for name, arr in outputs.items()}
     if row_format:
-        doc: dict[str, Any] = {"predictions": _rows(outputs, values)}
-    elif len(values) == 1:
-        doc = {"outputs": next(iter(values.values()))}
-    else:
-        doc = {"outputs": values}
-    return dump_outputs_json(doc, outputs.values())
+        return _rows(outputs, values)
+    if len(values) == 1:
+        return next(iter(values.values()))
+    return values
 
 
 def _rows(outputs: dict[str, np.ndarray[Any, Any]], values: dict[str, Any]) -> Any:
