@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXAMPLES := examples/models
 
-.PHONY: serve test lint typecheck check protos examples bench clean help
+.PHONY: serve test tools lint typecheck check protos examples bench clean clean-tools help
 
 help:
 	@echo "make serve   create .venv, install modelport, build the example models, serve them"
 	@echo "make test    create .venv, install modelport with test extras, run the whole suite"
 	@echo "make check   lint, format check, type check and generated-code check"
+	@echo "make tools   the real clients tests/integration drives: perf_analyzer, TF Serving's client"
 	@echo "make bench   run the benchmark table (needs wrk and taskset)"
 
 $(BIN)/python:
@@ -38,7 +39,27 @@ examples: $(EXAMPLES)/mnist/1/model.onnx
 serve: $(VENV)/.installed examples
 	$(BIN)/modelport serve --model-repository $(EXAMPLES)
 
-test: $(VENV)/.installed-test examples
+# Real clients that tests/integration drives modelport with, kept out of .venv (see each script):
+# perf_analyzer from the tritonclient 2.50.0 wheel, with libcudart and libb64, in .tools/;
+# TF Serving's Python client (tensorflow-serving-api) on tensorflow-cpu in .venv-tf (~1.6 GB).
+# Each script skips its work when its own stamp matches; `touch` keeps make from re-asking.
+PERF_ANALYZER_STAMP := .tools/perf_analyzer/.stamp
+TF_CLIENT_STAMP := .venv-tf/.installed
+
+$(PERF_ANALYZER_STAMP): scripts/setup_perf_analyzer.sh
+	PYTHON=$(PYTHON) bash scripts/setup_perf_analyzer.sh
+	touch $@
+
+$(TF_CLIENT_STAMP): scripts/setup_tf_client.sh scripts/tf-client-requirements.txt
+	PYTHON=$(PYTHON) bash scripts/setup_tf_client.sh
+	touch $@
+
+tools: $(PERF_ANALYZER_STAMP) $(TF_CLIENT_STAMP)
+
+clean-tools:
+	rm -rf .tools .venv-tf
+
+test: $(VENV)/.installed-test examples tools
 	$(BIN)/python -m pytest -n 2
 
 lint: $(VENV)/.installed-test
