@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 TARGET = ROOT / "src"
 PACKAGE = Path("modelport/_pb")
+#: Files in the generated package that are not generated.
+HAND_WRITTEN = {"_pool.py"}
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -38,6 +40,8 @@ def generate(out_dir: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed; see the messages above")
+    for module in (out_dir / PACKAGE).rglob("*_pb2.py"):
+        _use_private_pool(module)
     for folder in {p.parent for p in (out_dir / PACKAGE).rglob("*_pb2.py")} | {out_dir / PACKAGE}:
         init = folder / "__init__.py"
         if not init.exists():
@@ -45,6 +49,20 @@ def generate(out_dir: Path) -> list[Path]:
                 '"""Generated protocol buffer code; regenerate with scripts/gen_protos.py."""\n'
             )
     return sorted(p for p in (out_dir / PACKAGE).rglob("*") if p.is_file())
+
+
+def _use_private_pool(module: Path) -> None:
+    """Register the module's descriptors in modelport's own pool, not protobuf's default one."""
+    text = module.read_text()
+    default = "_descriptor_pool.Default()"
+    if default not in text:
+        raise SystemExit(f"{module}: the generated code no longer uses {default}")
+    text = text.replace(default, "_pool.POOL").replace(
+        "# @@protoc_insertion_point(imports)",
+        "# @@protoc_insertion_point(imports)\nfrom modelport._pb import _pool",
+        1,
+    )
+    module.write_text(text)
 
 
 def main() -> int:
@@ -65,7 +83,7 @@ def main() -> int:
         extra = {
             str(p.relative_to(ROOT))
             for p in (TARGET / PACKAGE).rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts
+            if p.is_file() and "__pycache__" not in p.parts and p.name not in HAND_WRITTEN
         } - {str((TARGET / p.relative_to(tmp)).relative_to(ROOT)) for p in fresh}
     if stale or extra:
         print("generated protobuf code is stale; run: python scripts/gen_protos.py")

@@ -23,6 +23,8 @@ from modelport.config import LifecycleSettings, RepositorySettings, Settings
 from modelport.core.dataplane import DataPlane
 from modelport.core.dispatch import Dispatcher
 from modelport.core.scheduling import make_scheduler
+from modelport.core.stats import Observers
+from modelport.lifecycle.control import RepositoryController
 from modelport.lifecycle.manager import ModelManager, ModelVersion
 from modelport.lifecycle.repository import (
     DirectoryRepository,
@@ -152,7 +154,15 @@ class ModelportServer:
         threads = settings.server.infer_threads or 2 * available_cpus()
         self.infer_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
         self.dispatcher = Dispatcher(self.infer_pool, settings.server.inline_compute_us / 1e6)
-        self.dataplane = DataPlane(self.manager, self.dispatcher, self.metrics)
+        self.dataplane = DataPlane(
+            self.manager,
+            self.dispatcher,
+            self.metrics,
+            RepositoryController(self.watcher, self.manager)
+            if settings.lifecycle.model_control
+            else None,
+        )
+
         self.metrics.watch_queues(self.manager.queue_depths)
         torchserve = TorchServeRest(self.dataplane)
         self.http_app = self._http_app(
@@ -187,7 +197,9 @@ class ModelportServer:
 
     def _prepare(self, version: ModelVersion) -> None:
         """A version that just loaded gets its metrics and its scheduler."""
-        version.executions = self.metrics.for_version(version.model, version.version)
+        version.executions = Observers(
+            [self.metrics.for_version(version.model, version.version), version.stats]
+        )
         version.scheduler = make_scheduler(
             version.runtime,
             version.signature,

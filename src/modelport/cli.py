@@ -238,6 +238,15 @@ def serve(
             rich_help_panel=LIFECYCLE,
         ),
     ] = None,
+    model_control: Annotated[
+        bool | None,
+        typer.Option(
+            "--model-control/--no-model-control",
+            help="Let clients load and unload models through the inference APIs (Triton's "
+            "/v2/repository calls, TF Serving's HandleReloadConfigRequest). Default: off (403).",
+            rich_help_panel=LIFECYCLE,
+        ),
+    ] = None,
     log_level: Annotated[
         str | None,
         typer.Option(help="debug, info, warning or error. Default: info."),
@@ -285,6 +294,7 @@ def serve(
             "load_timeout_s": load_timeout_s,
             "enable_batching": enable_batching,
             "batching_parameters_file": batching_parameters_file,
+            "model_control": model_control,
         },
         logging={"level": log_level},
     )

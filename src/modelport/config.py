@@ -141,6 +141,10 @@ class LifecycleSettings(_Section):
     dynamic_batching itself, with the batching parameters file (or TF Serving's defaults)."""
     batching_parameters_file: Path | None = None
     """TF Serving's --batching_parameters_file (text BatchingParameters)."""
+    model_control: bool = False
+    """Let clients load and unload models over the inference APIs (Triton's repository
+    extension, TF Serving's HandleReloadConfigRequest). Off, those calls get 403: anyone who
+    reaches the port could otherwise change what is served."""
 
     @model_validator(mode="after")
     def _batching_file_needs_batching(self) -> LifecycleSettings:

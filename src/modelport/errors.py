@@ -11,6 +11,7 @@ HTTP status, so protocol adapters translate without a lookup table of their own:
     │   ├── VersionNotFound
     │   └── LabelNotFound
     ├── MethodNotAllowed              UNIMPLEMENTED       405
+    ├── PermissionDenied              PERMISSION_DENIED   403
     ├── Conflict                      ALREADY_EXISTS      409
     ├── PayloadTooLarge               RESOURCE_EXHAUSTED  413
     ├── UnsupportedMediaType          INVALID_ARGUMENT    415
@@ -44,6 +45,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "PermissionDenied",
     "RuntimeFailure",
     "ShuttingDown",
     "Unavailable",
@@ -106,6 +108,13 @@ class MethodNotAllowed(ModelportError):
     def __init__(self, message: str, allowed: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.allowed = allowed
+
+
+class PermissionDenied(ModelportError):
+    """The request is understood but this server is set up not to allow it."""
+
+    grpc_code = "PERMISSION_DENIED"
+    http_status = 403
 
 
 class Conflict(ModelportError):

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "Datatype",
+    "IndexEntry",
     "InferRequest",
     "InferResponse",
     "ModelState",
@@ -180,3 +181,14 @@ class VersionStatus:
     version: int
     state: ModelState
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One row of the repository index: a model, or one version of it, and its state
+    (Triton's names: READY, LOADING, UNLOADING, UNAVAILABLE)."""
+
+    name: str
+    version: int | None
+    state: str
+    reason: str

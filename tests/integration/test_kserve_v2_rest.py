@@ -61,7 +61,13 @@ def test_tritonclient_health_and_metadata(client: triton.InferenceServerClient) 
     assert not client.is_model_ready("mnist", "7")
     metadata = client.get_server_metadata()
     assert metadata["name"] == "modelport"
-    assert metadata["extensions"] == ["binary_tensor_data"]
+    assert metadata["extensions"] == [
+        "binary_tensor_data",
+        "model_repository",
+        "model_configuration",
+        "statistics",
+    ]
+
     model = client.get_model_metadata("tabular")
     assert model == {
         "name": "tabular",
@@ -249,7 +255,12 @@ def test_health_endpoints_and_server_metadata_over_plain_http(server: ServerProc
     ready = httpx.get(f"{server.url}/v2/models/mnist/versions/1/ready")
     assert ready.status_code == 200
     assert ready.json() == {"name": "mnist", "ready": True}
-    assert httpx.get(f"{server.url}/v2").json()["extensions"] == ["binary_tensor_data"]
+    assert httpx.get(f"{server.url}/v2").json()["extensions"] == [
+        "binary_tensor_data",
+        "model_repository",
+        "model_configuration",
+        "statistics",
+    ]
 
 
 def test_unknown_paths_and_methods(server: ServerProcess) -> None:

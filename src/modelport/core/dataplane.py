@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -24,13 +24,21 @@ import numpy as np
 from modelport.core.batcher import BatchObserver
 from modelport.core.dispatch import ComputeEstimate, Dispatcher
 from modelport.core.scheduling import Scheduler
+from modelport.core.stats import VersionStats
 from modelport.core.validation import check_inputs, resolve_outputs
-from modelport.errors import ModelportError
+from modelport.errors import ModelportError, PermissionDenied
 from modelport.model_config import ModelConfig
 from modelport.runtimes.base import Runtime
-from modelport.types import InferRequest, InferResponse, Signature, VersionStatus
+from modelport.types import IndexEntry, InferRequest, InferResponse, Signature, VersionStatus
 
-__all__ = ["DataPlane", "Lease", "ModelStore", "RequestObserver", "ServedVersion"]
+__all__ = [
+    "DataPlane",
+    "Lease",
+    "ModelStore",
+    "RepositoryControl",
+    "RequestObserver",
+    "ServedVersion",
+]
 
 
 class ServedVersion(Protocol):
@@ -54,6 +62,8 @@ class ServedVersion(Protocol):
     def scheduler(self) -> Scheduler | None: ...
     @property
     def executions(self) -> BatchObserver | None: ...
+    @property
+    def stats(self) -> VersionStats: ...
 
 
 class ModelStore(Protocol):
@@ -77,6 +87,26 @@ class ModelStore(Protocol):
 
     def ready(self) -> bool:
         """Whether the store's models are ready for traffic (see the readiness rules)."""
+        ...
+
+    def served(self, name: str | None, version: int | None) -> Sequence[ServedVersion]:
+        """AVAILABLE versions of every model, of one, or one version (raises if unknown)."""
+        ...
+
+    def index(self) -> list[IndexEntry]:
+        """Every model of the repository, with each version's state."""
+        ...
+
+
+class RepositoryControl(Protocol):
+    """Loading and unloading models on request."""
+
+    async def load(self, name: str) -> None:
+        """Load or reload a model from the repository."""
+        ...
+
+    async def unload(self, name: str) -> None:
+        """Unload a model and keep it unloaded until loaded again."""
         ...
 
 
@@ -106,8 +136,8 @@ class Lease:
         self._store = store
         self._target = target
         self._protocol = protocol
-        self._observer = observer if protocol is not None else None
-        self._started = time.perf_counter() if self._observer is not None else 0.0
+        self._observer = observer
+        self._started = time.perf_counter() if protocol is not None else 0.0
 
     def __enter__(self) -> ServedVersion:
         return self._target
@@ -120,15 +150,14 @@ class Lease:
     ) -> None:
         target = self._target
         self._store.release(target)
-        observer = self._observer
-        if observer is not None:
-            assert self._protocol is not None
-            observer.on_request(
-                target.model,
-                target.version,
-                self._protocol,
-                _outcome(error),
-                time.perf_counter() - self._started,
+        protocol = self._protocol
+        if protocol is None:
+            return
+        seconds = time.perf_counter() - self._started
+        target.stats.on_request(error is None, seconds)
+        if self._observer is not None:
+            self._observer.on_request(
+                target.model, target.version, protocol, _outcome(error), seconds
             )
 
 
@@ -150,10 +179,12 @@ class DataPlane:
         store: ModelStore,
         dispatcher: Dispatcher,
         observer: RequestObserver | None = None,
+        control: RepositoryControl | None = None,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
         self._observer = observer
+        self._control = control
         self.draining = False
 
     def lease(
@@ -198,6 +229,38 @@ class DataPlane:
     def available_versions(self, name: str) -> list[int]:
         """AVAILABLE versions of a model, newest first."""
         return self._store.available_versions(name)
+
+    def served(
+        self, name: str | None = None, version: int | None = None
+    ) -> Sequence[ServedVersion]:
+        """AVAILABLE versions (for statistics and configuration views)."""
+        return self._store.served(name, version)
+
+    def index(self) -> list[IndexEntry]:
+        """The repository index."""
+        return self._store.index()
+
+    async def load(self, name: str) -> None:
+        """Load or reload a model; raises PermissionDenied where model control is off."""
+        await self._require_control().load(name)
+
+    async def unload(self, name: str) -> None:
+        """Unload a model until it is loaded again."""
+        await self._require_control().unload(name)
+
+    @property
+    def model_control(self) -> bool:
+        """Whether clients may load and unload models."""
+        return self._control is not None
+
+    def _require_control(self) -> RepositoryControl:
+        if self._control is None:
+            raise PermissionDenied(
+                "loading and unloading models is off on this server; start it with "
+                "--model-control to allow it (any client that reaches the port can then change "
+                "what is served)"
+            )
+        return self._control
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         """Whether the model (or that version of it) can take requests now."""

@@ -25,6 +25,7 @@ from modelport.core.batcher import Batcher, BatchObserver
 from modelport.core.dataplane import ServedVersion
 from modelport.core.dispatch import ComputeEstimate
 from modelport.core.scheduling import Scheduler
+from modelport.core.stats import VersionStats
 from modelport.errors import (
     LabelNotFound,
     ModelLoadError,
@@ -37,7 +38,7 @@ from modelport.lifecycle.repository import ModelSource, VersionFolder
 from modelport.lifecycle.states import check_transition
 from modelport.model_config import ModelConfig
 from modelport.runtimes.base import Runtime
-from modelport.types import ModelState, Signature, VersionStatus
+from modelport.types import IndexEntry, ModelState, Signature, VersionStatus
 
 __all__ = ["Loader", "ManagedModel", "ModelManager", "ModelVersion"]
 
@@ -47,6 +48,16 @@ log = logging.getLogger(__name__)
 #: (An UNLOADING target version is one that came back into the target while draining; it is
 #: loaded again once its unload finishes.)
 _UNSETTLED = frozenset({ModelState.START, ModelState.LOADING, ModelState.UNLOADING})
+
+#: ModelState as Triton's repository index names it.
+_INDEX_STATE = {
+    ModelState.START: "LOADING",
+    ModelState.LOADING: "LOADING",
+    ModelState.AVAILABLE: "READY",
+    ModelState.UNLOADING: "UNLOADING",
+    ModelState.END: "UNAVAILABLE",
+    ModelState.FAILED: "UNAVAILABLE",
+}
 
 
 Loader = Callable[[VersionFolder, ModelConfig, str], LoadedVersion]
@@ -71,6 +82,7 @@ class ModelVersion:
     compute: ComputeEstimate = field(default_factory=ComputeEstimate)
     scheduler: Scheduler | None = None
     executions: BatchObserver | None = None
+    stats: VersionStats = field(default_factory=VersionStats)
 
     @property
     def runtime(self) -> Runtime:
@@ -145,6 +157,8 @@ class ModelManager:
         self._closing = False
 
         self._first_sources: set[str] | None = None
+        self._repository: set[str] = set()  # model names in the last scan
+        self._unloaded: set[str] = set()  # unloaded on request, kept out until loaded again
         self._startup_models: set[str] | None = None
 
     # ---- requests -------------------------------------------------------------------------
@@ -260,6 +274,10 @@ class ModelManager:
             return f"{target.context} failed to load: {target.error}"
         return f"{target.context} is not available (state {target.state}); retry shortly"
 
+    def why_not_serving(self, name: str) -> str:
+        """Why model ``name`` has no version to serve (for error messages)."""
+        return self._why_not_serving(self._model(name))
+
     def _why_not_serving(self, model: ManagedModel) -> str:
         failed = [mv for mv in model.versions.values() if mv.state is ModelState.FAILED]
         if failed:
@@ -281,16 +299,75 @@ class ModelManager:
         """
         if self._first_sources is None:
             self._first_sources = set(sources)
+        self._repository = set(sources)
         for name, source in sources.items():
+            if name in self._unloaded:
+                continue
             model = self.models.setdefault(name, ManagedModel(name))
             self._update_model(model, source, stable)
         for name, model in list(self.models.items()):
             if name not in sources and model.source is not None:
                 log.info("model %s: no longer in the repository; unloading it", name)
+                self._remove(model)
 
-                model.source = None
-                model.target = set()
-                self._settle(model)
+    def _remove(self, model: ManagedModel) -> None:
+        model.source = None
+        model.target = set()
+        self._settle(model)
+
+    # ---- explicit control (Triton's model repository extension) ---------------------------
+
+    def unload_model(self, name: str) -> None:
+        """Unload every version of ``name`` and keep it unloaded until ``allow_model``."""
+        if name not in self._repository and name not in self.models:
+            raise ModelNotFound(f"model {name!r} is not in the repository")
+        self._unloaded.add(name)
+        model = self.models.get(name)
+        if model is not None and model.source is not None:
+            log.info("model %s: unloading on request", name)
+            self._remove(model)
+
+    def allow_model(self, name: str) -> None:
+        """Let a model unloaded on request load again at the next scan."""
+        self._unloaded.discard(name)
+
+    def index(self) -> list[IndexEntry]:
+        """Every model the repository holds, with each version's state (Triton's index)."""
+        entries: list[IndexEntry] = []
+        for name in sorted(self._repository | set(self.models)):
+            model = self.models.get(name)
+            if name in self._unloaded or model is None or model.source is None:
+                reason = "unloaded on request" if name in self._unloaded else "not loaded"
+                entries.append(IndexEntry(name, None, "UNAVAILABLE", reason))
+                continue
+            for version, mv in sorted(model.versions.items()):
+                entries.append(IndexEntry(name, version, _INDEX_STATE[mv.state], mv.error or ""))
+            if not model.versions:
+                entries.append(IndexEntry(name, None, "UNAVAILABLE", "no version to serve"))
+        return entries
+
+    def served(self, name: str | None, version: int | None) -> list[ModelVersion]:
+        """AVAILABLE versions: of every model, of one model, or one version of it."""
+        if name is None:
+            return [
+                mv
+                for _, model in sorted(self.models.items())
+                for _, mv in sorted(model.versions.items())
+                if mv.state is ModelState.AVAILABLE
+            ]
+        model = self._model(name)
+        if version is not None:
+            return [self._available(model, version)]
+        return [mv for _, mv in sorted(model.versions.items()) if mv.state is ModelState.AVAILABLE]
+
+    def _available(self, model: ManagedModel, version: int) -> ModelVersion:
+        """The AVAILABLE version ``version`` of ``model``, without leasing it."""
+        found = model.versions.get(version)
+        if found is None:
+            raise VersionNotFound(self._missing_version(model, version))
+        if found.state is not ModelState.AVAILABLE:
+            raise ModelNotReady(self._not_available(found))
+        return found
 
     def _update_model(
         self, model: ManagedModel, source: ModelSource, stable: Collection[tuple[str, int]]

@@ -34,9 +34,18 @@ class RepositoryWatcher:
         self._previous: dict[tuple[str, int], Fingerprint] = {}
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     async def scan(self, *, initial: bool = False) -> None:
-        """Scan once and apply the result; a scan that fails leaves everything as it was."""
+        """Scan once and apply the result; a scan that fails leaves everything as it was.
+
+        ``initial`` takes every version folder as complete (at start-up, and when a model is
+        loaded on request), instead of waiting for a second scan to see it unchanged.
+        """
+        async with self._lock:
+            await self._scan(initial)
+
+    async def _scan(self, initial: bool) -> None:
         loop = asyncio.get_running_loop()
         try:
             sources = await loop.run_in_executor(None, self._source.scan)

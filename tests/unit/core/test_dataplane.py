@@ -15,6 +15,7 @@ from modelport.core.batcher import BatchObserver
 from modelport.core.dataplane import DataPlane
 from modelport.core.dispatch import ComputeEstimate, Dispatcher
 from modelport.core.scheduling import Scheduler
+from modelport.core.stats import VersionStats
 from modelport.errors import InvalidInput, ModelNotFound, ModelNotReady
 from modelport.model_config import ModelConfig
 from modelport.runtimes.base import Runtime
@@ -51,6 +52,7 @@ class Version:
     compute: ComputeEstimate = field(default_factory=ComputeEstimate)
     scheduler: Scheduler | None = None
     executions: BatchObserver | None = None
+    stats: VersionStats = field(default_factory=VersionStats)
 
 
 @dataclass

@@ -91,7 +91,9 @@ def _through_json(arr: np.ndarray[Any, Any], datatype: Datatype) -> np.ndarray[A
 
 def _same_floats(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
     """Equal as float64, NaN equal to NaN, and -0.0 told from 0.0 (a NaN's sign is not kept)."""
-    wide_a, wide_b = a.astype(np.float64), b.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # widening a signalling NaN raises the invalid flag
+        wide_a, wide_b = a.astype(np.float64), b.astype(np.float64)
+
     numbers = ~np.isnan(wide_a)
     return bool(
         np.array_equal(wide_a, wide_b, equal_nan=True)

@@ -18,6 +18,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
     'modelport/_pb/tfserving/model_server_config.proto'
 )
 # @@protoc_insertion_point(imports)
+from modelport._pb import _pool
 
 _sym_db = _symbol_database.Default()
 
@@ -25,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1modelport/_pb/tfserving/model_server_config.proto\x12\x13modelport.tfserving\x1a\x19google/protobuf/any.proto\"\xc6\x03\n!FileSystemStoragePathSourceConfig\x1a\xa0\x03\n\x15ServableVersionPolicy\x12\x65\n\x06latest\x18\x64 \x01(\x0b\x32S.modelport.tfserving.FileSystemStoragePathSourceConfig.ServableVersionPolicy.LatestH\x00\x12_\n\x03\x61ll\x18\x65 \x01(\x0b\x32P.modelport.tfserving.FileSystemStoragePathSourceConfig.ServableVersionPolicy.AllH\x00\x12i\n\x08specific\x18\x66 \x01(\x0b\x32U.modelport.tfserving.FileSystemStoragePathSourceConfig.ServableVersionPolicy.SpecificH\x00\x1a\x1e\n\x06Latest\x12\x14\n\x0cnum_versions\x18\x01 \x01(\r\x1a\x05\n\x03\x41ll\x1a\x1c\n\x08Specific\x12\x10\n\x08versions\x18\x01 \x03(\x03\x42\x0f\n\rpolicy_choice\";\n\x12LogCollectorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x17\n\x0f\x66ilename_prefix\x18\x02 \x01(\t\"\'\n\x0eSamplingConfig\x12\x15\n\rsampling_rate\x18\x01 \x01(\x01\"\x94\x01\n\rLoggingConfig\x12\x45\n\x14log_collector_config\x18\x01 \x01(\x0b\x32\'.modelport.tfserving.LogCollectorConfig\x12<\n\x0fsampling_config\x18\x02 \x01(\x0b\x32#.modelport.tfserving.SamplingConfig\"\xb1\x03\n\x0bModelConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_path\x18\x02 \x01(\t\x12\x32\n\nmodel_type\x18\x03 \x01(\x0e\x32\x1e.modelport.tfserving.ModelType\x12\x16\n\x0emodel_platform\x18\x04 \x01(\t\x12j\n\x14model_version_policy\x18\x07 \x01(\x0b\x32L.modelport.tfserving.FileSystemStoragePathSourceConfig.ServableVersionPolicy\x12K\n\x0eversion_labels\x18\x08 \x03(\x0b\x32\x33.modelport.tfserving.ModelConfig.VersionLabelsEntry\x12:\n\x0elogging_config\x18\x06 \x01(\x0b\x32\".modelport.tfserving.LoggingConfig\x1a\x34\n\x12VersionLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01J\x04\x08\x05\x10\x06J\x04\x08\t\x10\n\"C\n\x0fModelConfigList\x12\x30\n\x06\x63onfig\x18\x01 \x03(\x0b\x32 .modelport.tfserving.ModelConfig\"\x95\x01\n\x11ModelServerConfig\x12\x41\n\x11model_config_list\x18\x01 \x01(\x0b\x32$.modelport.tfserving.ModelConfigListH\x00\x12\x33\n\x13\x63ustom_model_config\x18\x02 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x42\x08\n\x06\x63onfig*B\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nTENSORFLOW\x10\x01\x12\t\n\x05OTHER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _pool.POOL.AddSerializedFile(b'\n1modelport/_pb/tfserving/model_server_config.proto\x12\x12tensorflow.serving\x1a\x19google/protobuf/any.proto\"\xc3\x03\n!FileSystemStoragePathSourceConfig\x1a\x9d\x03\n\x15ServableVersionPolicy\x12\x64\n\x06latest\x18\x64 \x01(\x0b\x32R.tensorflow.serving.FileSystemStoragePathSourceConfig.ServableVersionPolicy.LatestH\x00\x12^\n\x03\x61ll\x18\x65 \x01(\x0b\x32O.tensorflow.serving.FileSystemStoragePathSourceConfig.ServableVersionPolicy.AllH\x00\x12h\n\x08specific\x18\x66 \x01(\x0b\x32T.tensorflow.serving.FileSystemStoragePathSourceConfig.ServableVersionPolicy.SpecificH\x00\x1a\x1e\n\x06Latest\x12\x14\n\x0cnum_versions\x18\x01 \x01(\r\x1a\x05\n\x03\x41ll\x1a\x1c\n\x08Specific\x12\x10\n\x08versions\x18\x01 \x03(\x03\x42\x0f\n\rpolicy_choice\";\n\x12LogCollectorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x17\n\x0f\x66ilename_prefix\x18\x02 \x01(\t\"\'\n\x0eSamplingConfig\x12\x15\n\rsampling_rate\x18\x01 \x01(\x01\"\x92\x01\n\rLoggingConfig\x12\x44\n\x14log_collector_config\x18\x01 \x01(\x0b\x32&.tensorflow.serving.LogCollectorConfig\x12;\n\x0fsampling_config\x18\x02 \x01(\x0b\x32\".tensorflow.serving.SamplingConfig\"\xad\x03\n\x0bModelConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_path\x18\x02 \x01(\t\x12\x31\n\nmodel_type\x18\x03 \x01(\x0e\x32\x1d.tensorflow.serving.ModelType\x12\x16\n\x0emodel_platform\x18\x04 \x01(\t\x12i\n\x14model_version_policy\x18\x07 \x01(\x0b\x32K.tensorflow.serving.FileSystemStoragePathSourceConfig.ServableVersionPolicy\x12J\n\x0eversion_labels\x18\x08 \x03(\x0b\x32\x32.tensorflow.serving.ModelConfig.VersionLabelsEntry\x12\x39\n\x0elogging_config\x18\x06 \x01(\x0b\x32!.tensorflow.serving.LoggingConfig\x1a\x34\n\x12VersionLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01J\x04\x08\x05\x10\x06J\x04\x08\t\x10\n\"B\n\x0fModelConfigList\x12/\n\x06\x63onfig\x18\x01 \x03(\x0b\x32\x1f.tensorflow.serving.ModelConfig\"\x94\x01\n\x11ModelServerConfig\x12@\n\x11model_config_list\x18\x01 \x01(\x0b\x32#.tensorflow.serving.ModelConfigListH\x00\x12\x33\n\x13\x63ustom_model_config\x18\x02 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x42\x08\n\x06\x63onfig*B\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nTENSORFLOW\x10\x01\x12\t\n\x05OTHER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,30 +35,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELCONFIG_VERSIONLABELSENTRY']._loaded_options = None
   _globals['_MODELCONFIG_VERSIONLABELSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELTYPE']._serialized_start=1468
-  _globals['_MODELTYPE']._serialized_end=1534
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG']._serialized_start=102
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG']._serialized_end=556
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY']._serialized_start=140
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY']._serialized_end=556
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_LATEST']._serialized_start=472
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_LATEST']._serialized_end=502
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_ALL']._serialized_start=504
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_ALL']._serialized_end=509
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_SPECIFIC']._serialized_start=511
-  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_SPECIFIC']._serialized_end=539
-  _globals['_LOGCOLLECTORCONFIG']._serialized_start=558
-  _globals['_LOGCOLLECTORCONFIG']._serialized_end=617
-  _globals['_SAMPLINGCONFIG']._serialized_start=619
-  _globals['_SAMPLINGCONFIG']._serialized_end=658
-  _globals['_LOGGINGCONFIG']._serialized_start=661
-  _globals['_LOGGINGCONFIG']._serialized_end=809
-  _globals['_MODELCONFIG']._serialized_start=812
-  _globals['_MODELCONFIG']._serialized_end=1245
-  _globals['_MODELCONFIG_VERSIONLABELSENTRY']._serialized_start=1181
-  _globals['_MODELCONFIG_VERSIONLABELSENTRY']._serialized_end=1233
-  _globals['_MODELCONFIGLIST']._serialized_start=1247
-  _globals['_MODELCONFIGLIST']._serialized_end=1314
-  _globals['_MODELSERVERCONFIG']._serialized_start=1317
-  _globals['_MODELSERVERCONFIG']._serialized_end=1466
+  _globals['_MODELTYPE']._serialized_start=1456
+  _globals['_MODELTYPE']._serialized_end=1522
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG']._serialized_start=101
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG']._serialized_end=552
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY']._serialized_start=139
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY']._serialized_end=552
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_LATEST']._serialized_start=468
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_LATEST']._serialized_end=498
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_ALL']._serialized_start=500
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_ALL']._serialized_end=505
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_SPECIFIC']._serialized_start=507
+  _globals['_FILESYSTEMSTORAGEPATHSOURCECONFIG_SERVABLEVERSIONPOLICY_SPECIFIC']._serialized_end=535
+  _globals['_LOGCOLLECTORCONFIG']._serialized_start=554
+  _globals['_LOGCOLLECTORCONFIG']._serialized_end=613
+  _globals['_SAMPLINGCONFIG']._serialized_start=615
+  _globals['_SAMPLINGCONFIG']._serialized_end=654
+  _globals['_LOGGINGCONFIG']._serialized_start=657
+  _globals['_LOGGINGCONFIG']._serialized_end=803
+  _globals['_MODELCONFIG']._serialized_start=806
+  _globals['_MODELCONFIG']._serialized_end=1235
+  _globals['_MODELCONFIG_VERSIONLABELSENTRY']._serialized_start=1171
+  _globals['_MODELCONFIG_VERSIONLABELSENTRY']._serialized_end=1223
+  _globals['_MODELCONFIGLIST']._serialized_start=1237
+  _globals['_MODELCONFIGLIST']._serialized_end=1303
+  _globals['_MODELSERVERCONFIG']._serialized_start=1306
+  _globals['_MODELSERVERCONFIG']._serialized_end=1454
 # @@protoc_insertion_point(module_scope)
