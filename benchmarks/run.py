@@ -1,33 +1,40 @@
 """Benchmark modelport against the raw engine and the reference floor server.
 
-    .venv/bin/python benchmarks/run.py [--duration 4] [--rounds 3] [--models mnist,minilm]
+    .venv/bin/python benchmarks/run.py [--duration 4] [--rounds 3] [--models mnist,tabular,minilm]
                                        [--quick] [--output docs/benchmarks.md]
 
 One run on this machine builds a benchmark model repository in a temporary folder and measures,
 for batch-1 requests:
 
 - ``mnist`` (784 float32 in, 10 scores out), served by modelport without dynamic batching
-  (``mnist``) and with it (``mnist_batched``), over KServe V2 JSON, V2 binary and TF Serving
-  JSON, next to the reference floor server (``floor_server.py``) in ``echo`` mode (the cheapest
-  Python JSON endpoint) and ``ort`` mode (a naive server running onnxruntime per request);
+  (``mnist``) and with it (``mnist_batched``), over KServe V2 JSON, V2 binary, V2 gRPC, TF
+  Serving JSON and TF Serving gRPC, next to the reference floor server (``floor_server.py``) in
+  ``echo`` mode (the cheapest Python JSON endpoint) and ``ort`` mode (a naive server running
+  onnxruntime per request);
+- ``tabular`` (two inputs of two dtypes, two outputs), served by modelport over V2 JSON, V2
+  binary, V2 gRPC and TF Serving JSON, next to the floor server's ``echo`` mode;
 - all-MiniLM-L6-v2 (128 token ids in, a 384-wide sentence embedding out), served by modelport
   without dynamic batching (``minilm``) and with it (``minilm_batched``), over V2 JSON;
-- the raw engine for both models: onnxruntime in-process, one intra-op thread, pinned to CPU 0:
+- the raw engine for each model: onnxruntime in-process, one intra-op thread, pinned to CPU 0:
   the p50/p99 of a batch-1 ``session.run`` and rows/s by batch size.
 
-One modelport process serves the four models. Every server is pinned to CPU 0 and the load
-generator, ``wrk``, to CPU 1. Servers run side by side and are measured round-robin,
-``--rounds`` times; each cell reports the median of its rounds. The tables, and the targets
-computed from them, are printed and written, with the machine and the command, to ``--output``.
+One modelport process serves the five models. Every server is pinned to CPU 0 and the load
+generator to CPU 1: ``wrk`` for HTTP, Triton's ``perf_analyzer`` (``make tools``) for gRPC, and
+perf_analyzer again over HTTP on mnist as a cross-check of wrk's figures. Servers run side by side
+and are measured round-robin, ``--rounds`` times; each cell reports the median of its rounds.
+The tables, and the targets computed from them, are printed and written, with the machine and
+the command, to ``--output``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import dataclasses
 import datetime as dt
 import importlib.metadata
+import io
 import json
 import math
 import os
@@ -63,22 +70,46 @@ DEFAULT_FLOOR = Path(
     os.environ.get("MODELPORT_FLOOR_SERVER", ROOT.parent / "shared" / "bench" / "floor_server.py")
 )
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")
+#: perf_analyzer as ``make tools`` installs it: a wrapper that finds the libraries it links.
+DEFAULT_PERF_ANALYZER = Path(
+    os.environ.get("MODELPORT_PERF_ANALYZER", ROOT / ".tools" / "perf_analyzer" / "perf_analyzer")
+)
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 SEED = 0
 
 MNIST = "mnist"
+TABULAR = "tabular"
 MINILM = "minilm"
-FAMILIES = (MNIST, MINILM)
-FAMILY_TITLES = {MNIST: "mnist", MINILM: "MiniLM (all-MiniLM-L6-v2)"}  # section headings
-FAMILY_NAMES = {MNIST: "mnist", MINILM: "MiniLM"}  # in running text
+FAMILIES = (MNIST, TABULAR, MINILM)
+FAMILY_TITLES = {  # section headings
+    MNIST: "mnist",
+    TABULAR: "tabular (two inputs, two outputs)",
+    MINILM: "MiniLM (all-MiniLM-L6-v2)",
+}
+FAMILY_NAMES = {MNIST: "mnist", TABULAR: "tabular", MINILM: "MiniLM"}  # in running text
+#: Families whose rows are compared with the floor server's echo endpoint.
+FLOOR_FAMILIES = (MNIST, TABULAR)
+
+#: The load generators, and the server port each request form goes to.
+WRK = "wrk"
+PERF_ANALYZER = "perf_analyzer"
+HTTP = "http"
+GRPC = "grpc"
 
 MNIST_FEATURES = 784
 MNIST_CLASSES = 10
 #: The mnist weights the benchmark serves: version 2 of examples/build_models.py's output.
 MNIST_SOURCE = Path("mnist") / "2" / "model.onnx"
 MNIST_BATCHING = {"max_batch_size": 64, "max_queue_delay_us": 2000}
+MNIST_OUTPUTS = (("scores", (1, MNIST_CLASSES)),)
+
+TABULAR_FEATURES = 4
+TABULAR_CATEGORIES = 3  # the request's category id is drawn from [0, 3)
+#: The tabular model the benchmark serves: examples/build_models.py's, as it is.
+TABULAR_SOURCE = Path("tabular") / "1" / "model.onnx"
+TABULAR_OUTPUTS = (("probabilities", (1, 3)), ("score", (1, 1)))
 
 MINILM_SEQ_LEN = 128
 MINILM_TOKEN_LOW = 1000
@@ -86,20 +117,34 @@ MINILM_TOKEN_HIGH = 30000  # exclusive
 MINILM_HIDDEN = 384
 MINILM_MAX_BATCH = 4  # the batch size onnxruntime runs fastest per row on one CPU (measured)
 MINILM_OUTPUT = "sentence_embedding"
+MINILM_OUTPUTS = ((MINILM_OUTPUT, (1, MINILM_HIDDEN)),)
 
 MNIST_CONCURRENCIES = (1, 8, 32, 64)
 TF_CONCURRENCIES = (1, 32)
+GRPC_CONCURRENCIES = (1, 32)  # also perf_analyzer's HTTP cross-check cells
+TABULAR_CONCURRENCIES = (1, 32)
 MINILM_CONCURRENCIES = (1, 8, 16, 32)
 #: MiniLM cells run this many times --duration: at ~60 requests/s, and with batching answers
 #: arriving 16 at a time, a short cell's requests/s would be coarse.
 MINILM_DURATION_FACTOR = 2
-ENGINE_BATCHES = {MNIST: (1, 8, 32, 64), MINILM: (1, 4, 8, 16)}
+ENGINE_BATCHES = {MNIST: (1, 8, 32, 64), TABULAR: (1, 8, 32, 64), MINILM: (1, 4, 8, 16)}
 
 READY_TIMEOUT_S = 120.0
 IDLE_TIMEOUT_S = 10.0
 IDLE_POLL_S = 0.1
 STOP_TIMEOUT_S = 15.0
 WRK_TIMEOUT = "10s"  # a MiniLM request at concurrency 32 waits ~0.5 s; wrk's default is 2 s
+
+#: perf_analyzer measures in count windows (time windows proved unreliable on this machine): it
+#: repeats windows of at least N requests until 3 in a row agree within PA_STABILITY_PERCENT, and
+#: reports those 3. N is chosen per cell so that 3 windows last about --duration, from the
+#: requests/s of a short calibration run of PA_CALIBRATION_REQUESTS a window.
+PA_WINDOWS = 3
+PA_STABILITY_PERCENT = 100
+PA_MIN_WINDOW_REQUESTS = 100
+PA_CALIBRATION_REQUESTS = 300
+PA_TIMEOUT_S = 600
+MAKE_TOOLS_HINT = "run `make tools`"
 
 DEFAULT_DURATION_S = 4
 DEFAULT_ROUNDS = 3
@@ -114,9 +159,12 @@ TARGET_MNIST_RPS = 12000.0
 TARGET_MNIST_RATIO = 0.65
 TARGET_LATENCY_GAP_US = 100.0
 TARGET_MINILM_FRACTION = 0.95
+TARGET_GRPC_SPEEDUP = 1.5
 BINARY_GOAL = "binary > JSON (> 1.00x)"
+GRPC_GOAL = f"gRPC >= {TARGET_GRPC_SPEEDUP:.2f}x JSON"
 
 CellKey = tuple[str, str, int]  # (endpoint key, protocol key, concurrency)
+Outputs = tuple[tuple[str, tuple[int, ...]], ...]  # (output name, batch-1 shape), in order
 LoadAverage = tuple[float, float, float]
 Array = npt.NDArray[Any]
 
@@ -130,16 +178,24 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Protocol:
-    """One way of sending one model family's batch-1 request."""
+    """One way of sending one model family's batch-1 request, and the tool that sends it.
+
+    wrk posts ``body`` to ``path_template``; perf_analyzer builds its own requests from the
+    family's input files, with ``pa_options`` choosing the protocol. An HTTP form sent by
+    perf_analyzer keeps the body of the same form sent by wrk, to check the server's answer.
+    """
 
     family: str
     key: str
     label: str
-    path_template: str  # with {model}
+    path_template: str  # with {model}; empty for gRPC
     content_type: str
     body: bytes
-    answer_shape: tuple[int, ...]  # the shape of the output the answer must carry
+    outputs: Outputs  # the outputs the answer must carry, and their shapes
     header_length: int | None = None
+    client: str = WRK
+    transport: str = HTTP
+    pa_options: tuple[str, ...] = ()
 
     def path(self, model: str) -> str:
         """The request path for ``model``."""
@@ -170,6 +226,10 @@ ENDPOINTS = (
     ),
     Endpoint("floor-ort", "floor (ort)", "floor-ort", MNIST, "mnist", runs_model=True),
     Endpoint("floor-echo", "floor (echo)", "floor-echo", MNIST, "mnist", runs_model=False),
+    Endpoint("mp-tabular", "modelport", "modelport", TABULAR, "tabular", runs_model=True),
+    Endpoint(
+        "floor-echo-tabular", "floor (echo)", "floor-echo", TABULAR, "tabular", runs_model=False
+    ),
     Endpoint("mp-minilm", "modelport", "modelport", MINILM, "minilm", runs_model=True),
     Endpoint(
         "mp-minilm-batched",
@@ -191,6 +251,7 @@ class Group:
     protocol: str
     concurrency: int
     endpoints: tuple[str, ...]  # endpoint keys, in table order
+    cross_check: bool = False  # shown in the load generator cross-check, not the family table
 
 
 @dataclass(frozen=True)
@@ -202,6 +263,7 @@ class ServerSpec:
     argv: tuple[str, ...]
     port_flag: str
     ready_paths: tuple[str, ...]
+    grpc_port_flag: str | None = None  # servers that also listen for gRPC
 
 
 @dataclass
@@ -212,16 +274,24 @@ class RunningServer:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    grpc_port: int | None = None
 
     @property
     def base_url(self) -> str:
         """The server's root URL."""
         return f"http://127.0.0.1:{self.port}"
 
+    def address(self, transport: str) -> str:
+        """``host:port`` of the server's HTTP or gRPC listener."""
+        port = self.grpc_port if transport == GRPC else self.port
+        if port is None:
+            raise BenchError(f"{self.spec.label} has no {transport} listener")
+        return f"127.0.0.1:{port}"
+
 
 @dataclass(frozen=True)
-class WrkResult:
-    """What one wrk run reported."""
+class LoadResult:
+    """What one wrk or perf_analyzer run reported."""
 
     requests_per_s: float
     p50_us: float
@@ -262,6 +332,7 @@ class Cell:
     rps_max: float
     errors: int
     ratio: float | None  # median over rounds of requests/s / the reference in the same round
+    vs_json: float | None = None  # the same, with the same endpoint's V2 JSON cell as reference
 
 
 @dataclass(frozen=True)
@@ -276,6 +347,8 @@ class Settings:
     floor: Path
     output: Path | None
     quick: bool
+    perf_analyzer: Path | None = None  # None: gRPC and perf_analyzer cells are skipped
+    perf_analyzer_note: str = ""  # why they are skipped
 
     def cell_seconds(self, family: str) -> int:
         """How long one cell of ``family`` runs."""
@@ -284,9 +357,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class Measurements:
-    """Everything one run measured: every wrk run and every engine probe, by round."""
+    """Everything one run measured: every load generator run and engine probe, by round."""
 
-    results: dict[CellKey, list[WrkResult]]
+    results: dict[CellKey, list[LoadResult]]
     engines: dict[str, list[EngineResult]]  # by model family
 
 
@@ -308,10 +381,31 @@ def mnist_input() -> Array:
     return np.random.default_rng(SEED).random((1, MNIST_FEATURES), dtype=np.float32)
 
 
+def tabular_inputs() -> dict[str, Array]:
+    """The fixed batch-1 tabular input: 4 random float32 in [0, 1) and a category id in [0, 3)."""
+    rng = np.random.default_rng(SEED)
+    features = rng.random((1, TABULAR_FEATURES), dtype=np.float32)
+    category = rng.integers(0, TABULAR_CATEGORIES, (1, 1), dtype=np.int64)
+    return {"features": features, "category": category}
+
+
 def minilm_token_ids() -> Array:
     """The fixed batch-1 MiniLM input: 128 random token ids in [1000, 30000), INT64."""
     rng = np.random.default_rng(SEED)
     return rng.integers(MINILM_TOKEN_LOW, MINILM_TOKEN_HIGH, (1, MINILM_SEQ_LEN), dtype=np.int64)
+
+
+def request_inputs(family: str) -> dict[str, Array]:
+    """A family's batch-1 request, by input name."""
+    if family == MNIST:
+        return {"images": mnist_input()}
+    if family == TABULAR:
+        return tabular_inputs()
+    ids = minilm_token_ids()
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+V2_DATATYPES = {"float32": "FP32", "int64": "INT64"}
 
 
 def v2_tensor(name: str, x: Array, datatype: str) -> dict[str, object]:
@@ -319,93 +413,120 @@ def v2_tensor(name: str, x: Array, datatype: str) -> dict[str, object]:
     return {"name": name, "shape": list(x.shape), "datatype": datatype, "data": x[0].tolist()}
 
 
-def v2_binary_body(x: Array) -> tuple[bytes, int]:
-    """A V2 binary-extension mnist request for ``x`` and the length of its JSON header."""
-    raw = x.astype("<f4").tobytes()
+def raw_bytes(x: Array) -> bytes:
+    """``x``'s values as little-endian bytes, row-major: V2 binary and gRPC raw contents."""
+    return np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("<")).tobytes()
+
+
+def v2_binary_body(inputs: Mapping[str, Array], outputs: Sequence[str]) -> tuple[bytes, int]:
+    """A V2 binary-extension request for ``inputs`` and the length of its JSON header."""
+    raws = {name: raw_bytes(x) for name, x in inputs.items()}
     header = {
         "inputs": [
             {
-                "name": "images",
+                "name": name,
                 "shape": list(x.shape),
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": len(raw)},
+                "datatype": V2_DATATYPES[x.dtype.name],
+                "parameters": {"binary_data_size": len(raws[name])},
             }
+            for name, x in inputs.items()
         ],
-        "outputs": [{"name": "scores", "parameters": {"binary_data": True}}],
+        "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
     }
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    return header_bytes + raw, len(header_bytes)
+    return header_bytes + b"".join(raws.values()), len(header_bytes)
 
 
-def mnist_protocols() -> list[Protocol]:
-    """The three forms of the mnist request, in table order."""
-    x = mnist_input()
-    binary, header_length = v2_binary_body(x)
+def tf_instances(inputs: Mapping[str, Array]) -> object:
+    """TF Serving's row format: the row itself for one input, else one object of named values."""
+    if len(inputs) == 1:
+        return next(iter(inputs.values())).tolist()
+    return [{name: x[0].tolist() for name, x in inputs.items()}]
+
+
+def rest_protocols(family: str, inputs: Mapping[str, Array], outputs: Outputs) -> list[Protocol]:
+    """V2 JSON, V2 binary and TF Serving JSON forms of a family's request, for wrk."""
+    binary, header_length = v2_binary_body(inputs, [name for name, _ in outputs])
     v2_path = "/v2/models/{model}/infer"
-    answer = (1, MNIST_CLASSES)
-    v2_json = json.dumps({"inputs": [v2_tensor("images", x, "FP32")]}).encode()
-    tf_json = json.dumps({"instances": x.tolist()}).encode()
+    v2_json = json.dumps(
+        {"inputs": [v2_tensor(name, x, V2_DATATYPES[x.dtype.name]) for name, x in inputs.items()]}
+    ).encode()
+    tf_json = json.dumps({"instances": tf_instances(inputs)}).encode()
+    octets = "application/octet-stream"
     return [
-        Protocol(MNIST, "v2-json", "V2 JSON", v2_path, "application/json", v2_json, answer),
+        Protocol(family, "v2-json", "V2 JSON", v2_path, "application/json", v2_json, outputs),
+        Protocol(family, "v2-binary", "V2 binary", v2_path, octets, binary, outputs, header_length),
         Protocol(
-            MNIST,
-            "v2-binary",
-            "V2 binary",
-            v2_path,
-            "application/octet-stream",
-            binary,
-            answer,
-            header_length,
-        ),
-        Protocol(
-            MNIST,
+            family,
             "tf-json",
             "TF JSON",
             "/v1/models/{model}:predict",
             "application/json",
             tf_json,
-            answer,
+            outputs,
         ),
     ]
 
 
-def minilm_protocols() -> list[Protocol]:
-    """The MiniLM request: 128 token ids and an all-ones mask, asking for the embedding."""
-    ids = minilm_token_ids()
-    request = {
-        "inputs": [
-            v2_tensor("input_ids", ids, "INT64"),
-            v2_tensor("attention_mask", np.ones_like(ids), "INT64"),
-        ],
-        "outputs": [{"name": MINILM_OUTPUT}],
-    }
-    body = json.dumps(request).encode()
-    return [
-        Protocol(
-            MINILM,
-            "v2-json",
-            "V2 JSON",
-            "/v2/models/{model}/infer",
-            "application/json",
-            body,
-            (1, MINILM_HIDDEN),
-        )
-    ]
+def grpc_protocols(family: str, inputs: Mapping[str, Array], outputs: Outputs) -> list[Protocol]:
+    """V2 gRPC (``raw_input_contents``) and TF Serving gRPC forms, sent by perf_analyzer.
+
+    TF Serving gRPC is left out for inputs other than FP32: perf_analyzer's TF Serving client
+    sends INT64 values in ``bool_val``, which the server rightly refuses.
+    """
+    v2 = Protocol(
+        family, "v2-grpc", "V2 gRPC", "", "", b"", outputs,
+        client=PERF_ANALYZER, transport=GRPC, pa_options=("-i", "grpc"),
+    )  # fmt: skip
+    if any(x.dtype != np.float32 for x in inputs.values()):
+        return [v2]
+    # Its inputs' shapes are dynamic: perf_analyzer needs them spelled out, batch included.
+    shapes = [f"--shape={name}:{','.join(map(str, x.shape))}" for name, x in inputs.items()]
+    tf = Protocol(
+        family, "tf-grpc", "TF gRPC", "", "", b"", outputs,
+        client=PERF_ANALYZER, transport=GRPC,
+        pa_options=("--service-kind", "tfserving", "-i", "grpc", *shapes),
+    )  # fmt: skip
+    return [v2, tf]
+
+
+def cross_check_protocol(binary: Protocol) -> Protocol:
+    """V2 binary as perf_analyzer sends it (its default over HTTP), to cross-check wrk."""
+    return dataclasses.replace(binary, key="pa-v2-binary", client=PERF_ANALYZER)
+
+
+def family_protocols(family: str) -> list[Protocol]:
+    """Every form of a family's request, in table order."""
+    inputs = request_inputs(family)
+    if family == MINILM:
+        body = json.dumps(
+            {
+                "inputs": [v2_tensor(name, x, "INT64") for name, x in inputs.items()],
+                "outputs": [{"name": MINILM_OUTPUT}],
+            }
+        ).encode()
+        path = "/v2/models/{model}/infer"
+        return [
+            Protocol(MINILM, "v2-json", "V2 JSON", path, "application/json", body, MINILM_OUTPUTS)
+        ]
+    outputs = MNIST_OUTPUTS if family == MNIST else TABULAR_OUTPUTS
+    rest = rest_protocols(family, inputs, outputs)
+    extra = [cross_check_protocol(rest[1])] if family == MNIST else []
+    return [*rest, *grpc_protocols(family, inputs, outputs), *extra]
 
 
 def make_protocols(families: Sequence[str]) -> dict[tuple[str, str], Protocol]:
     """Every request form of the chosen families, by (family, protocol key)."""
-    protocols = [
-        *(mnist_protocols() if MNIST in families else []),
-        *(minilm_protocols() if MINILM in families else []),
-    ]
+    protocols = [protocol for family in families for protocol in family_protocols(family)]
     return {(p.family, p.key): p for p in protocols}
 
 
 def write_bodies(protocols: Mapping[tuple[str, str], Protocol], directory: Path) -> dict[str, Path]:
-    """Write each request body to a file for wrk; return the paths by ``family-protocol``."""
+    """Write each wrk request body to a file; return the paths by ``family-protocol``."""
     paths = {}
     for protocol in protocols.values():
+        if protocol.client != WRK:
+            continue
         name = f"{protocol.family}-{protocol.key}"
         path = directory / f"{name}.body"
         path.write_bytes(protocol.body)
@@ -418,36 +539,91 @@ def body_path(bodies: Mapping[str, Path], protocol: Protocol) -> Path:
     return bodies[f"{protocol.family}-{protocol.key}"]
 
 
+def write_input_data(family: str, directory: Path) -> Path:
+    """perf_analyzer's input data for ``family``: a folder of one raw file per input.
+
+    Each file holds the request's single row, as perf_analyzer expects, so it sends the same
+    values as wrk's requests. (Its JSON input data is ignored by its TF Serving client.)
+    """
+    folder = directory / f"{family}-inputs"
+    folder.mkdir()
+    for name, x in request_inputs(family).items():
+        (folder / name).write_bytes(raw_bytes(x[0]))
+    return folder
+
+
 # --------------------------------------------------------------------------- the plan
 
+#: The protocol keys perf_analyzer sends.
+PA_PROTOCOLS = frozenset({"v2-grpc", "tf-grpc", "pa-v2-binary"})
 
-def plan(families: Sequence[str]) -> list[Group]:
-    """What a round measures, in order: each group's endpoints are measured back to back."""
+
+def mnist_groups(perf_analyzer: bool) -> list[Group]:
+    """mnist's groups: each form at each of its concurrencies, gRPC after the same HTTP ones."""
+    groups = []
+    both = ("mp-mnist", "mp-mnist-batched")
+    for concurrency in MNIST_CONCURRENCIES:
+        groups += [
+            Group(MNIST, "v2-json", concurrency, (*both, "floor-ort", "floor-echo")),
+            Group(MNIST, "v2-binary", concurrency, both),
+        ]
+        grpc = perf_analyzer and concurrency in GRPC_CONCURRENCIES
+        if grpc:
+            groups.append(Group(MNIST, "v2-grpc", concurrency, both))
+        if concurrency in TF_CONCURRENCIES:
+            groups.append(
+                Group(MNIST, "tf-json", concurrency, ("mp-mnist", "floor-ort", "floor-echo"))
+            )
+        if grpc and concurrency in TF_CONCURRENCIES:
+            groups.append(Group(MNIST, "tf-grpc", concurrency, ("mp-mnist",)))
+        if grpc:
+            groups.append(Group(MNIST, "pa-v2-binary", concurrency, both, cross_check=True))
+    return groups
+
+
+def tabular_groups(perf_analyzer: bool) -> list[Group]:
+    """tabular's groups: V2 JSON, V2 binary, V2 gRPC and TF JSON at each concurrency."""
+    groups = []
+    for concurrency in TABULAR_CONCURRENCIES:
+        groups += [
+            Group(TABULAR, "v2-json", concurrency, ("mp-tabular", "floor-echo-tabular")),
+            Group(TABULAR, "v2-binary", concurrency, ("mp-tabular",)),
+        ]
+        if perf_analyzer and concurrency in GRPC_CONCURRENCIES:
+            groups.append(Group(TABULAR, "v2-grpc", concurrency, ("mp-tabular",)))
+        groups.append(Group(TABULAR, "tf-json", concurrency, ("mp-tabular", "floor-echo-tabular")))
+    return groups
+
+
+def plan(families: Sequence[str], *, perf_analyzer: bool = True) -> list[Group]:
+    """What a round measures, in order: each group's endpoints are measured back to back.
+
+    Without ``perf_analyzer``, the gRPC and perf_analyzer cells are left out.
+    """
     groups = []
     if MNIST in families:
-        for concurrency in MNIST_CONCURRENCIES:
-            groups.append(
-                Group(
-                    MNIST,
-                    "v2-json",
-                    concurrency,
-                    ("mp-mnist", "mp-mnist-batched", "floor-ort", "floor-echo"),
-                )
-            )
-            groups.append(Group(MNIST, "v2-binary", concurrency, ("mp-mnist", "mp-mnist-batched")))
-            if concurrency in TF_CONCURRENCIES:
-                groups.append(
-                    Group(MNIST, "tf-json", concurrency, ("mp-mnist", "floor-ort", "floor-echo"))
-                )
+        groups += mnist_groups(perf_analyzer)
+    if TABULAR in families:
+        groups += tabular_groups(perf_analyzer)
     if MINILM in families:
         for concurrency in MINILM_CONCURRENCIES:
             groups.append(Group(MINILM, "v2-json", concurrency, ("mp-minilm", "mp-minilm-batched")))
     return groups
 
 
+def settings_plan(settings: Settings) -> list[Group]:
+    """The plan for what the command line asked for."""
+    return plan(settings.families, perf_analyzer=settings.perf_analyzer is not None)
+
+
 def cell_count(groups: Sequence[Group]) -> int:
-    """How many wrk runs one round makes."""
+    """How many load generator runs one round makes."""
     return sum(len(group.endpoints) for group in groups)
+
+
+def uses_perf_analyzer(groups: Sequence[Group]) -> bool:
+    """Whether any group is measured with perf_analyzer."""
+    return any(group.protocol in PA_PROTOCOLS for group in groups)
 
 
 # --------------------------------------------------------------------------- preparation
@@ -493,10 +669,17 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def build_examples(scratch: Path) -> Path:
+    """Run examples/build_models.py into ``scratch``; return the folder it built."""
+    examples = scratch / "examples"
+    if not examples.exists():
+        run_builder([sys.executable, str(BUILD_MODELS), str(examples)])
+    return examples
+
+
 def build_mnist(repo: Path, scratch: Path) -> None:
     """``mnist`` (no batching) and ``mnist_batched``: the same weights, version 1 of each."""
-    examples = scratch / "examples"
-    run_builder([sys.executable, str(BUILD_MODELS), str(examples)])
+    examples = build_examples(scratch)
     for name in ("mnist", "mnist_batched"):
         link_or_copy(examples / MNIST_SOURCE, repo / name / "1" / "model.onnx")
     write_config(
@@ -508,6 +691,17 @@ def build_mnist(repo: Path, scratch: Path) -> None:
         repo / "mnist_batched" / "config.yaml",
         "The same model as mnist, with dynamic batching.",
         {"dynamic_batching": MNIST_BATCHING},
+    )
+
+
+def build_tabular(repo: Path, scratch: Path) -> None:
+    """``tabular``: the example model, version 1, without batching."""
+    link_or_copy(build_examples(scratch) / TABULAR_SOURCE, repo / "tabular" / "1" / "model.onnx")
+    write_config(
+        repo / "tabular" / "config.yaml",
+        "The example tabular model (examples/build_models.py): features FP32 [-1, 4] and\n"
+        "category INT64 [-1, 1] in, probabilities FP32 [-1, 3] and score FP32 [-1, 1] out.",
+        None,
     )
 
 
@@ -535,6 +729,8 @@ def build_repository(families: Sequence[str], work_dir: Path) -> Path:
     repo.mkdir()
     if MNIST in families:
         build_mnist(repo, work_dir)
+    if TABULAR in families:
+        build_tabular(repo, work_dir)
     if MINILM in families:
         build_minilm(repo)
     return repo
@@ -556,27 +752,31 @@ def make_servers(settings: Settings, repo: Path) -> list[ServerSpec]:
             (str(modelport), "serve", "--model-repository", str(repo), "--log-level", "warning"),
             "--http-port",
             ("/v2/health/ready", *(f"/v2/models/{model}/ready" for model in models)),
+            grpc_port_flag="--grpc-port",
         )
     ]
+    floor = (sys.executable, str(settings.floor))
     if MNIST in settings.families:
-        floor = (sys.executable, str(settings.floor))
         mnist_onnx = str(model_path(repo, MNIST))
-        specs += [
+        specs.append(
             ServerSpec(
                 "floor-ort",
                 "floor (ort)",
                 (*floor, "--mode", "ort", "--model-path", mnist_onnx),
                 "--port",
                 ("/v2/health/ready",),
-            ),
+            )
+        )
+    if any(family in settings.families for family in FLOOR_FAMILIES):
+        specs.append(
             ServerSpec(
                 "floor-echo",
                 "floor (echo)",
                 (*floor, "--mode", "echo"),
                 "--port",
                 ("/v2/health/ready",),
-            ),
-        ]
+            )
+        )
     return specs
 
 
@@ -591,9 +791,12 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- servers
 
 
-def server_argv(spec: ServerSpec, port: int) -> list[str]:
-    """The full command for ``spec`` on ``port``, pinned to the server CPU."""
-    return ["taskset", "-c", SERVER_CPU, *spec.argv, spec.port_flag, str(port)]
+def server_argv(spec: ServerSpec, port: int, grpc_port: int | None = None) -> list[str]:
+    """The full command for ``spec`` on ``port`` (and ``grpc_port``), pinned to the server CPU."""
+    argv = ["taskset", "-c", SERVER_CPU, *spec.argv, spec.port_flag, str(port)]
+    if spec.grpc_port_flag is not None and grpc_port is not None:
+        argv += [spec.grpc_port_flag, str(grpc_port)]
+    return argv
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -624,6 +827,20 @@ def wait_ready(server: RunningServer) -> None:
             f"{server.spec.label}: {pending[0]} not ready after {READY_TIMEOUT_S:.0f}s:\n"
             + log_tail(server.log_path)
         )
+    if server.grpc_port is not None:
+        wait_listening(server, server.grpc_port, deadline)
+
+
+def wait_listening(server: RunningServer, port: int, deadline: float) -> None:
+    """Wait until ``port`` accepts TCP connections, or fail with the server's log."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1.0):
+            return
+        time.sleep(0.2)
+    raise BenchError(
+        f"{server.spec.label}: gRPC port {port} not listening after {READY_TIMEOUT_S:.0f}s:\n"
+        + log_tail(server.log_path)
+    )
 
 
 def stop_server(server: RunningServer) -> None:
@@ -642,21 +859,23 @@ def stop_server(server: RunningServer) -> None:
 def running_server(spec: ServerSpec, log_dir: Path) -> Iterator[RunningServer]:
     """Start ``spec`` pinned to the server CPU, wait until ready, and always stop it."""
     port = free_port()
+    grpc_port = free_port() if spec.grpc_port_flag is not None else None
     log_path = log_dir / f"{spec.key}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            server_argv(spec, port),
+            server_argv(spec, port, grpc_port),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches only the runner, which stops it
         )
-    server = RunningServer(spec, port, process, log_path)
+    server = RunningServer(spec, port, process, log_path, grpc_port)
     try:
         started = time.monotonic()
         wait_ready(server)
+        ports = f"ports {port} and {grpc_port} (gRPC)" if grpc_port else f"port {port}"
         print(
-            f"started {spec.label} on port {port} (pid {process.pid}), ready in "
+            f"started {spec.label} on {ports} (pid {process.pid}), ready in "
             f"{time.monotonic() - started:.1f}s",
             file=sys.stderr,
         )
@@ -684,6 +903,9 @@ def request_headers(protocol: Protocol) -> dict[str, str]:
 
 def check_response(server: RunningServer, endpoint: Endpoint, protocol: Protocol) -> None:
     """Send one request and check the answer, so the benchmark measures real work."""
+    if protocol.transport == GRPC:
+        check_grpc_response(server, endpoint, protocol)
+        return
     url = server.base_url + protocol.path(endpoint.model)
     headers = request_headers(protocol)
     response = httpx.post(url, content=protocol.body, headers=headers, timeout=30.0)
@@ -695,20 +917,99 @@ def check_response(server: RunningServer, endpoint: Endpoint, protocol: Protocol
 
 
 def answer_is_expected(protocol: Protocol, response: httpx.Response) -> bool:
-    """Whether ``response`` carries one output of ``protocol.answer_shape`` in its form."""
-    shape = list(protocol.answer_shape)
-    size = math.prod(shape)
+    """Whether ``response`` carries ``protocol.outputs``, with their shapes, in its form."""
+    expected = {name: list(shape) for name, shape in protocol.outputs}
     if protocol.key == "tf-json":
-        predictions = np.asarray(response.json()["predictions"])
-        return list(predictions.shape) == shape
+        predictions = response.json()["predictions"]
+        if len(expected) == 1:
+            return list(np.shape(predictions)) == next(iter(expected.values()))
+        rows = predictions if isinstance(predictions, list) else []
+        return (
+            len(rows) == 1
+            and isinstance(rows[0], dict)
+            and all(
+                [1, *np.shape(rows[0].get(name, []))] == shape for name, shape in expected.items()
+            )
+        )
     if protocol.key == "v2-json":
-        output = response.json()["outputs"][0]
-        return bool(output["shape"] == shape and len(output["data"]) == size)
+        found = {
+            output["name"]: output["shape"]
+            for output in response.json()["outputs"]
+            if len(output["data"]) == math.prod(output["shape"])
+        }
+        return found == expected
     header_length = int(response.headers.get("Inference-Header-Content-Length", "-1"))
+    size = sum(math.prod(shape) for shape in expected.values())
     return header_length > 0 and len(response.content) == header_length + 4 * size
 
 
-# --------------------------------------------------------------------------- wrk
+def check_grpc_response(server: RunningServer, endpoint: Endpoint, protocol: Protocol) -> None:
+    """Send one gRPC request, encoded as perf_analyzer encodes it, and check the answer."""
+    import grpc
+
+    what = f"{endpoint.label} ({endpoint.model}) {protocol.label}"
+    inputs = request_inputs(endpoint.family)
+    call = v2_grpc_shapes if protocol.key == "v2-grpc" else tf_grpc_shapes
+    with grpc.insecure_channel(server.address(GRPC)) as channel:
+        try:
+            shapes = call(channel, endpoint.model, inputs)
+        except grpc.RpcError as error:
+            raise BenchError(f"{what}: {error}") from None
+    expected = {name: list(shape) for name, shape in protocol.outputs}
+    if endpoint.runs_model and shapes != expected:
+        raise BenchError(f"{what}: unexpected answer: outputs {shapes}, expected {expected}")
+
+
+def v2_grpc_shapes(channel: Any, model: str, inputs: Mapping[str, Array]) -> dict[str, list[int]]:
+    """ModelInfer with ``raw_input_contents``: the answer's outputs whose raw contents fit."""
+    from modelport._pb.kserve import grpc_service_pb2 as kserve
+
+    request = kserve.ModelInferRequest(model_name=model)
+    for name, x in inputs.items():
+        request.inputs.add(name=name, datatype=V2_DATATYPES[x.dtype.name], shape=list(x.shape))
+        request.raw_input_contents.append(raw_bytes(x))
+    infer = channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelInfer",
+        request_serializer=kserve.ModelInferRequest.SerializeToString,
+        response_deserializer=kserve.ModelInferResponse.FromString,
+    )
+    response = infer(request, timeout=30.0)
+    raws = list(response.raw_output_contents)
+    return {
+        output.name: list(output.shape)
+        for index, output in enumerate(response.outputs)
+        if index < len(raws) and len(raws[index]) == 4 * math.prod(output.shape)
+    }
+
+
+def tf_grpc_shapes(channel: Any, model: str, inputs: Mapping[str, Array]) -> dict[str, list[int]]:
+    """Predict with the values in ``float_val``: the answer's outputs whose values fit."""
+    from modelport._pb.tensorflow import tensor_pb2
+    from modelport._pb.tfserving import apis_pb2
+
+    request = apis_pb2.PredictRequest()
+    request.model_spec.name = model
+    for name, x in inputs.items():
+        tensor = request.inputs[name]
+        tensor.dtype = tensor_pb2.DT_FLOAT
+        for size in x.shape:
+            tensor.tensor_shape.dim.add().size = size
+        tensor.float_val.extend(x.ravel().tolist())
+    predict = channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Predict",
+        request_serializer=apis_pb2.PredictRequest.SerializeToString,
+        response_deserializer=apis_pb2.PredictResponse.FromString,
+    )
+    response = predict(request, timeout=30.0)
+    shapes = {}
+    for name, tensor in response.outputs.items():
+        shape = [dim.size for dim in tensor.tensor_shape.dim]
+        if len(tensor.float_val) == math.prod(shape):
+            shapes[name] = shape
+    return shapes
+
+
+# --------------------------------------------------------------------------- load generators
 
 _TIME_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 _PERCENTILE = re.compile(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
@@ -717,7 +1018,7 @@ _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
-def parse_wrk(output: str) -> WrkResult:
+def parse_wrk(output: str) -> LoadResult:
     """Requests/s, p50, p99 and error counts from ``wrk --latency`` output."""
     percentiles = {
         int(match[1]): float(match[2]) * _TIME_UNITS_US[match[3]]
@@ -728,7 +1029,7 @@ def parse_wrk(output: str) -> WrkResult:
         raise BenchError(f"could not parse wrk output:\n{output}")
     non_2xx = _NON_2XX.search(output)
     socket_errors = _SOCKET_ERRORS.search(output)
-    return WrkResult(
+    return LoadResult(
         requests_per_s=float(rps[1]),
         p50_us=percentiles[50],
         p99_us=percentiles[99],
@@ -739,7 +1040,7 @@ def parse_wrk(output: str) -> WrkResult:
 
 def run_wrk(
     url: str, protocol: Protocol, body: Path, concurrency: int, duration_s: int
-) -> WrkResult:
+) -> LoadResult:
     """Run wrk, pinned to the load CPU, posting ``body`` to ``url``."""
     argv = [
         "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s",
@@ -754,6 +1055,132 @@ def run_wrk(
     if completed.returncode != 0:
         raise BenchError(f"wrk failed ({completed.returncode}):\n{completed.stderr}")
     return parse_wrk(completed.stdout)
+
+
+def perf_analyzer_argv(
+    binary: Path,
+    address: str,
+    model: str,
+    protocol: Protocol,
+    input_data: Path,
+    *,
+    concurrency: int,
+    window_requests: int,
+    csv_path: Path,
+) -> list[str]:
+    """perf_analyzer's command for one cell, pinned to the load CPU like wrk.
+
+    Count windows of ``window_requests`` requests, stable when 3 in a row agree within
+    PA_STABILITY_PERCENT; synchronous requests, one thread per concurrent request.
+    """
+    return [
+        "taskset", "-c", LOAD_CPU, str(binary), "-m", model, "-u", address, *protocol.pa_options,
+        "--input-data", str(input_data), "--concurrency-range", f"{concurrency}:{concurrency}",
+        "--measurement-mode", "count_windows",
+        "--measurement-request-count", str(window_requests),
+        "-s", str(PA_STABILITY_PERCENT), "-f", str(csv_path),
+    ]  # fmt: skip
+
+
+def parse_perf_analyzer_csv(text: str) -> LoadResult:
+    """Requests/s, p50 and p99 from the CSV report perf_analyzer writes with ``-f``.
+
+    Its columns differ between services (the TF Serving report has no server columns), so
+    they are read by name. Latencies are in microseconds; at batch 1, inferences are requests.
+    """
+    rows = list(csv.DictReader(io.StringIO(text)))
+    try:
+        row = rows[0]
+        return LoadResult(
+            requests_per_s=float(row["Inferences/Second"]),
+            p50_us=float(row["p50 latency"]),
+            p99_us=float(row["p99 latency"]),
+            non_2xx=0,
+            socket_errors=0,
+        )
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise BenchError(f"could not parse perf_analyzer's report:\n{text}") from None
+
+
+def run_perf_analyzer(argv: Sequence[str], csv_path: Path) -> LoadResult:
+    """Run perf_analyzer and read its report; it exits non-zero if any request failed."""
+    csv_path.unlink(missing_ok=True)
+    try:
+        completed = subprocess.run(
+            argv, capture_output=True, text=True, timeout=PA_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(
+            f"perf_analyzer did not finish in {PA_TIMEOUT_S}s: {shlex.join(argv)}"
+        ) from None
+    if completed.returncode != 0 or not csv_path.is_file():
+        output = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-20:])
+        raise BenchError(
+            f"perf_analyzer failed ({completed.returncode}): {shlex.join(argv)}\n{output}"
+        )
+    return parse_perf_analyzer_csv(csv_path.read_text())
+
+
+def window_requests(requests_per_s: float, seconds: float) -> int:
+    """Requests per count window for 3 windows to last about ``seconds`` at ``requests_per_s``."""
+    if not requests_per_s > 0:
+        return PA_MIN_WINDOW_REQUESTS
+    return max(PA_MIN_WINDOW_REQUESTS, math.ceil(requests_per_s * seconds / PA_WINDOWS))
+
+
+@dataclass
+class LoadFiles:
+    """What the load generators read besides the server: wrk's bodies, perf_analyzer's inputs."""
+
+    bodies: dict[str, Path]  # wrk's request bodies, by family-protocol
+    scratch: Path  # perf_analyzer writes its reports here
+    perf_analyzer: Path | None = None
+    input_data: dict[str, Path] = dataclasses.field(default_factory=dict)  # by family
+    windows: dict[CellKey, int] = dataclasses.field(default_factory=dict)  # perf_analyzer cells
+
+    def perf_analyzer_run(
+        self,
+        server: RunningServer,
+        endpoint: Endpoint,
+        protocol: Protocol,
+        *,
+        concurrency: int,
+        window: int,
+    ) -> LoadResult:
+        """Run perf_analyzer once with ``window`` requests per count window."""
+        if self.perf_analyzer is None:
+            raise BenchError(f"perf_analyzer is needed for {protocol.label}; {MAKE_TOOLS_HINT}")
+        csv_path = self.scratch / "perf_analyzer.csv"
+        argv = perf_analyzer_argv(
+            self.perf_analyzer,
+            server.address(protocol.transport),
+            endpoint.model,
+            protocol,
+            self.input_data[endpoint.family],
+            concurrency=concurrency,
+            window_requests=window,
+            csv_path=csv_path,
+        )
+        return run_perf_analyzer(argv, csv_path)
+
+
+def run_load(
+    server: RunningServer,
+    endpoint: Endpoint,
+    protocol: Protocol,
+    files: LoadFiles,
+    *,
+    concurrency: int,
+    duration_s: int,
+) -> LoadResult:
+    """Load one endpoint with one protocol: wrk for ``duration_s``, or perf_analyzer."""
+    if protocol.client == WRK:
+        url = server.base_url + protocol.path(endpoint.model)
+        return run_wrk(url, protocol, body_path(files.bodies, protocol), concurrency, duration_s)
+    window = files.windows[(endpoint.key, protocol.key, concurrency)]
+    return files.perf_analyzer_run(
+        server, endpoint, protocol, concurrency=concurrency, window=window
+    )
 
 
 def cpu_ticks(cpu: str) -> tuple[int, int]:
@@ -777,16 +1204,17 @@ def measure_cell(
     server: RunningServer,
     endpoint: Endpoint,
     protocol: Protocol,
-    body: Path,
+    files: LoadFiles,
     *,
     concurrency: int,
     duration_s: int,
-) -> WrkResult:
-    """Run wrk once, and note how much of CPU 0 went to anything but the measured server."""
+) -> LoadResult:
+    """Load the endpoint once, and note how much of CPU 0 went to anything but its server."""
     busy_before, total_before = cpu_ticks(SERVER_CPU)
     server_before = process_ticks(server.process.pid)
-    url = server.base_url + protocol.path(endpoint.model)
-    result = run_wrk(url, protocol, body, concurrency, duration_s)
+    result = run_load(
+        server, endpoint, protocol, files, concurrency=concurrency, duration_s=duration_s
+    )
     busy_after, total_after = cpu_ticks(SERVER_CPU)
     ensure_alive(server)
     server_ticks = process_ticks(server.process.pid) - server_before
@@ -796,7 +1224,7 @@ def measure_cell(
 
 
 def wait_idle(server: RunningServer) -> None:
-    """Wait until the server has finished the work wrk left in flight.
+    """Wait until the server has finished the work the load generator left in flight.
 
     wrk stops with up to one request per connection in flight; the server may still compute
     them after wrk has gone (half a second for MiniLM at concurrency 32), and that must not
@@ -817,13 +1245,10 @@ def wait_idle(server: RunningServer) -> None:
 
 def engine_feeds(family: str, batch: int) -> dict[str, Array]:
     """The engine's input for ``batch`` rows: the request's row at batch 1."""
-    if family == MNIST:
-        if batch == 1:
-            return {"images": mnist_input()}
+    if family == MNIST and batch > 1:
         rng = np.random.default_rng(SEED)
         return {"images": rng.random((batch, MNIST_FEATURES), dtype=np.float32)}
-    ids = np.repeat(minilm_token_ids(), batch, axis=0)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    return {name: np.repeat(x, batch, axis=0) for name, x in request_inputs(family).items()}
 
 
 def engine_probe(family: str, path: str, calls: int, batch_seconds: float) -> dict[str, object]:
@@ -873,7 +1298,7 @@ def batch_rows_per_s(session: Any, feeds: dict[str, Array], seconds: float) -> f
 
 def engine_budget(family: str, settings: Settings) -> tuple[int, float]:
     """Timed batch-1 calls and seconds per batch size for ``family``'s engine probe."""
-    if family == MNIST:
+    if family in (MNIST, TABULAR):
         return settings.calls, 0.2 if settings.quick else 0.5
     # MiniLM takes ~15 ms a row on this CPU: a hundred batch-1 calls are plenty for a p50.
     return (20, 0.3) if settings.quick else (100, 1.0)
@@ -917,10 +1342,15 @@ def warm_up(
     servers: Mapping[str, RunningServer],
     groups: Sequence[Group],
     protocols: Mapping[tuple[str, str], Protocol],
-    bodies: Mapping[str, Path],
-    seconds: int,
+    files: LoadFiles,
+    settings: Settings,
 ) -> None:
-    """Check every endpoint's answers, then load each protocol briefly before measuring."""
+    """Check every endpoint's answers, then load each protocol briefly before measuring.
+
+    wrk loads each endpoint and protocol at its highest concurrency for ``--warmup`` seconds.
+    perf_analyzer runs a short calibration of every one of its cells instead, whose requests/s
+    size that cell's count windows (kept for every round, so rounds measure alike).
+    """
     highest: dict[tuple[str, str], int] = {}
     for group in groups:
         for key in group.endpoints:
@@ -931,10 +1361,52 @@ def warm_up(
         server = servers[endpoint.server]
         protocol = protocols[(endpoint.family, protocol_key)]
         check_response(server, endpoint, protocol)
-        if seconds > 0:
-            url = server.base_url + protocol.path(endpoint.model)
-            run_wrk(url, protocol, body_path(bodies, protocol), concurrency, seconds)
+        if protocol.client == WRK and settings.warmup_s > 0:
+            run_load(
+                server,
+                endpoint,
+                protocol,
+                files,
+                concurrency=concurrency,
+                duration_s=settings.warmup_s,
+            )
             wait_idle(server)
+    for group in groups:
+        protocol = protocols[(group.family, group.protocol)]
+        if protocol.client == PERF_ANALYZER:
+            for key in group.endpoints:
+                endpoint = ENDPOINT_BY_KEY[key]
+                calibrate(
+                    servers[endpoint.server],
+                    endpoint,
+                    protocol,
+                    concurrency=group.concurrency,
+                    files=files,
+                    settings=settings,
+                )
+
+
+def calibrate(
+    server: RunningServer,
+    endpoint: Endpoint,
+    protocol: Protocol,
+    *,
+    concurrency: int,
+    files: LoadFiles,
+    settings: Settings,
+) -> None:
+    """Size a perf_analyzer cell's count windows from a short run (which also warms it up)."""
+    probe = files.perf_analyzer_run(
+        server, endpoint, protocol, concurrency=concurrency, window=PA_CALIBRATION_REQUESTS
+    )
+    wait_idle(server)
+    window = window_requests(probe.requests_per_s, settings.cell_seconds(endpoint.family))
+    files.windows[(endpoint.key, protocol.key, concurrency)] = window
+    print(
+        f"  {endpoint.model:<14} {protocol.label:<9} c={concurrency:<3} perf_analyzer "
+        f"calibration: {probe.requests_per_s:.0f} req/s, {window} requests a window",
+        file=sys.stderr,
+    )
 
 
 def run_round(
@@ -943,9 +1415,9 @@ def run_round(
     *,
     servers: Mapping[str, RunningServer],
     protocols: Mapping[tuple[str, str], Protocol],
-    bodies: Mapping[str, Path],
+    files: LoadFiles,
     settings: Settings,
-    results: dict[CellKey, list[WrkResult]],
+    results: dict[CellKey, list[LoadResult]],
 ) -> None:
     """Measure every cell once; within a group the endpoints' order rotates between rounds."""
     for group in groups:
@@ -959,18 +1431,33 @@ def run_round(
                 server,
                 endpoint,
                 protocol,
-                body_path(bodies, protocol),
+                files,
                 concurrency=group.concurrency,
                 duration_s=settings.cell_seconds(group.family),
             )
             results.setdefault((key, protocol.key, group.concurrency), []).append(result)
             print(
                 f"  {endpoint.model:<14} {endpoint.label:<20} {protocol.label:<9}"
-                f" c={group.concurrency:<3} {result.requests_per_s:>9.1f} req/s"
+                f" {protocol.client:<13} c={group.concurrency:<3}"
+                f" {result.requests_per_s:>9.1f} req/s"
                 f"  p50 {format_us(result.p50_us):>9}  p99 {format_us(result.p99_us):>9}"
                 f"  (others on CPU {SERVER_CPU}: {result.foreign_cpu:.0%})",
                 file=sys.stderr,
             )
+
+
+def load_files(
+    settings: Settings,
+    protocols: Mapping[tuple[str, str], Protocol],
+    groups: Sequence[Group],
+    work_dir: Path,
+) -> LoadFiles:
+    """Write what the load generators read: wrk's bodies, perf_analyzer's input folders."""
+    files = LoadFiles(write_bodies(protocols, work_dir), work_dir, settings.perf_analyzer)
+    if uses_perf_analyzer(groups):
+        families = {group.family for group in groups if group.protocol in PA_PROTOCOLS}
+        files.input_data = {family: write_input_data(family, work_dir) for family in families}
+    return files
 
 
 def benchmark(settings: Settings, work_dir: Path) -> Measurements:
@@ -979,9 +1466,9 @@ def benchmark(settings: Settings, work_dir: Path) -> Measurements:
     repo = build_repository(settings.families, work_dir)
     print(f"built the benchmark models in {time.monotonic() - started:.1f}s", file=sys.stderr)
     protocols = make_protocols(settings.families)
-    bodies = write_bodies(protocols, work_dir)
-    groups = plan(settings.families)
-    results: dict[CellKey, list[WrkResult]] = {}
+    groups = settings_plan(settings)
+    files = load_files(settings, protocols, groups, work_dir)
+    results: dict[CellKey, list[LoadResult]] = {}
     engines: dict[str, list[EngineResult]] = {family: [] for family in settings.families}
     with ExitStack() as stack:
         servers = {
@@ -989,7 +1476,7 @@ def benchmark(settings: Settings, work_dir: Path) -> Measurements:
             for spec in make_servers(settings, repo)
         }
         print("checking answers and warming up", file=sys.stderr)
-        warm_up(servers, groups, protocols, bodies, settings.warmup_s)
+        warm_up(servers, groups, protocols, files, settings)
         for index in range(settings.rounds):
             print(f"round {index + 1}/{settings.rounds}", file=sys.stderr)
             for family in settings.families:
@@ -999,7 +1486,7 @@ def benchmark(settings: Settings, work_dir: Path) -> Measurements:
                 groups,
                 servers=servers,
                 protocols=protocols,
-                bodies=bodies,
+                files=files,
                 settings=settings,
                 results=results,
             )
@@ -1009,8 +1496,13 @@ def benchmark(settings: Settings, work_dir: Path) -> Measurements:
 # --------------------------------------------------------------------------- aggregation
 
 
-def floor_protocol(protocol_key: str) -> str:
-    """The floor echo protocol a mnist protocol's ratio compares with (same family)."""
+def floor_protocol(protocol_key: str) -> str | None:
+    """The floor echo protocol a wrk cell's ratio compares with (same API), if any.
+
+    perf_analyzer's cells have none: gRPC, which the floor does not serve, and the cross-check.
+    """
+    if protocol_key in PA_PROTOCOLS:
+        return None
     return "tf-json" if protocol_key == "tf-json" else "v2-json"
 
 
@@ -1036,14 +1528,26 @@ def difference(value: float, reference: float) -> float:
 def reference_rps(measurements: Measurements, key: CellKey) -> list[float]:
     """Per round, what a cell's requests/s are compared with.
 
-    mnist cells: floor echo's requests/s at the same concurrency and protocol family. MiniLM
-    cells: the raw engine's best rows/s.
+    mnist and tabular cells over HTTP: floor echo's requests/s for the same model at the same
+    concurrency and API (none for gRPC cells). MiniLM cells: the raw engine's best rows/s.
     """
     endpoint = ENDPOINT_BY_KEY[key[0]]
     if endpoint.family == MINILM:
         return [engine.best_rows_per_s for engine in measurements.engines[MINILM]]
-    floor_runs = measurements.results.get(("floor-echo", floor_protocol(key[1]), key[2]), [])
-    return [r.requests_per_s for r in floor_runs]
+    floor = floor_protocol(key[1])
+    if floor is None:
+        return []
+    echo = next(
+        e.key for e in ENDPOINTS if e.server == "floor-echo" and e.family == endpoint.family
+    )
+    return [r.requests_per_s for r in measurements.results.get((echo, floor, key[2]), [])]
+
+
+def rps_ratio(measurements: Measurements, key: CellKey, reference: CellKey) -> float | None:
+    """The median over rounds of a cell's requests/s over another cell's, rounds paired."""
+    values = [r.requests_per_s for r in measurements.results.get(key, [])]
+    references = [r.requests_per_s for r in measurements.results.get(reference, [])]
+    return paired_median(values, references, ratio)
 
 
 def aggregate(measurements: Measurements) -> dict[CellKey, Cell]:
@@ -1059,6 +1563,7 @@ def aggregate(measurements: Measurements) -> dict[CellKey, Cell]:
             rps_max=max(rps),
             errors=sum(r.non_2xx + r.socket_errors for r in runs),
             ratio=paired_median(rps, reference_rps(measurements, key), ratio),
+            vs_json=rps_ratio(measurements, key, (key[0], "v2-json", key[2])),
         )
     return cells
 
@@ -1088,9 +1593,14 @@ def format_rps(value: float) -> str:
 TableRow = list[str]
 
 
+def json_column(family: str) -> bool:
+    """Whether a family's table has a "vs V2 JSON" column: MiniLM is sent as V2 JSON only."""
+    return family != MINILM
+
+
 def table_headers(family: str) -> TableRow:
     """A family's table columns."""
-    reference = "ratio to floor echo" if family == MNIST else "ratio to raw best rows/s"
+    reference = "ratio to floor echo" if family in FLOOR_FAMILIES else "ratio to raw best rows/s"
     return [
         "server",
         "protocol",
@@ -1100,14 +1610,20 @@ def table_headers(family: str) -> TableRow:
         "p99",
         "serving overhead",
         reference,
+        *(["vs V2 JSON"] if json_column(family) else []),
         "requests/s range over rounds",
     ]
+
+
+def format_ratio(value: float | None) -> str:
+    """A ratio as ``1.23x``; ``n/a`` when the rounds gave none."""
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def engine_row(family: str, engine: EngineResult) -> TableRow:
     """The raw engine's batch-1 line of a family's table."""
     rps = 1e6 / engine.mean_us
-    reference = "-" if family == MNIST else f"{rps / engine.best_rows_per_s:.2f}x"
+    reference = "-" if family in FLOOR_FAMILIES else f"{rps / engine.best_rows_per_s:.2f}x"
     return [
         "onnxruntime (in-process)",
         "session.run, batch 1",
@@ -1117,6 +1633,7 @@ def engine_row(family: str, engine: EngineResult) -> TableRow:
         format_us(engine.p99_us),
         "0 (reference)",
         reference,
+        *(["-"] if json_column(family) else []),
         "-",
     ]
 
@@ -1127,6 +1644,7 @@ def cell_row(
     """One endpoint's line for one protocol and concurrency."""
     overhead = format_us(cell.p50_us - engine.p50_us) if endpoint.runs_model else "- (no model)"
     errors = f" ({cell.errors} errors!)" if cell.errors else ""
+    compared = floor_protocol(protocol.key) is not None or endpoint.family not in FLOOR_FAMILIES
     return [
         endpoint.label,
         protocol.label,
@@ -1135,7 +1653,8 @@ def cell_row(
         format_us(cell.p50_us),
         format_us(cell.p99_us),
         overhead,
-        "n/a" if cell.ratio is None else f"{cell.ratio:.2f}x",
+        format_ratio(cell.ratio) if compared else "-",
+        *([format_ratio(cell.vs_json)] if json_column(endpoint.family) else []),
         f"{format_rps(cell.rps_min)}-{format_rps(cell.rps_max)}",
     ]
 
@@ -1150,12 +1669,67 @@ def family_rows(
     """A family's table: the engine first, then each group's endpoints in plan order."""
     rows = [engine_row(family, engine)]
     for group in groups:
-        if group.family != family:
+        if group.family != family or group.cross_check:
             continue
         protocol = protocols[(family, group.protocol)]
         for key in group.endpoints:
             cell = cells[(key, group.protocol, group.concurrency)]
             rows.append(cell_row(ENDPOINT_BY_KEY[key], protocol, group.concurrency, cell, engine))
+    return rows
+
+
+CROSS_CHECK_HEADERS = [
+    "server",
+    "protocol",
+    "concurrency",
+    "load generator",
+    "requests/s",
+    "p50",
+    "p99",
+    "vs wrk, V2 binary",
+]
+
+
+#: The cross-check's rows for each endpoint and concurrency: (protocol key, label, client).
+CROSS_CHECK_FORMS = (
+    ("v2-binary", "V2 binary", WRK),
+    ("pa-v2-binary", "V2 binary", PERF_ANALYZER),
+    ("v2-grpc", "V2 gRPC", PERF_ANALYZER),
+)
+
+
+def cross_check_rows(
+    groups: Sequence[Group], cells: Mapping[CellKey, Cell], measurements: Measurements
+) -> list[TableRow]:
+    """wrk's and perf_analyzer's figures for the same endpoints, next to each other.
+
+    For each cross-check group's endpoint and concurrency: V2 binary sent by wrk, V2 binary
+    sent by perf_analyzer, then V2 gRPC (perf_analyzer), each compared with the first.
+    """
+    rows = []
+    for group in groups:
+        if not group.cross_check:
+            continue
+        for key in group.endpoints:
+            endpoint = ENDPOINT_BY_KEY[key]
+            reference = (key, "v2-binary", group.concurrency)
+            for protocol_key, label, client in CROSS_CHECK_FORMS:
+                cell_key = (key, protocol_key, group.concurrency)
+                cell = cells.get(cell_key)
+                if cell is None:
+                    continue
+                rows.append(
+                    [
+                        endpoint.label,
+                        label,
+                        str(group.concurrency),
+                        client,
+                        format_rps(cell.requests_per_s),
+                        format_us(cell.p50_us),
+                        format_us(cell.p99_us),
+                        format_ratio(rps_ratio(measurements, cell_key, reference)),
+                    ]
+                )
     return rows
 
 
@@ -1197,7 +1771,7 @@ def not_measured(name: str, goal: str, family: str) -> TargetResult:
     return TargetResult(name, f"not measured ({family} not in --models)", goal, None)
 
 
-def runs_of(measurements: Measurements, key: CellKey) -> list[WrkResult]:
+def runs_of(measurements: Measurements, key: CellKey) -> list[LoadResult]:
     """A cell's runs, or fail if the plan never measured it."""
     runs = measurements.results.get(key)
     if not runs:
@@ -1273,8 +1847,44 @@ def target_binary(measurements: Measurements, endpoint: Endpoint, concurrency: i
     return TargetResult(name, measured, goal, speedup > 1.0)
 
 
+def target_grpc(measurements: Measurements, endpoint: Endpoint, concurrency: int) -> TargetResult:
+    """(e) mnist V2 gRPC vs V2 JSON for one endpoint and concurrency: gRPC should be 1.5x."""
+    name = f"(e) mnist V2 gRPC vs V2 JSON, {endpoint.label}, concurrency {concurrency}"
+    grpc = runs_of(measurements, (endpoint.key, "v2-grpc", concurrency))
+    v2_json = runs_of(measurements, (endpoint.key, "v2-json", concurrency))
+    grpc_rps = [r.requests_per_s for r in grpc]
+    json_rps = [r.requests_per_s for r in v2_json]
+    speedup = paired_median(grpc_rps, json_rps, ratio)
+    if speedup is None:
+        return TargetResult(name, "rounds do not pair up", GRPC_GOAL, None)
+    measured = (
+        f"{speedup:.2f}x: {format_rps(statistics.median(grpc_rps))} vs "
+        f"{format_rps(statistics.median(json_rps))} req/s, p50 "
+        f"{format_us(statistics.median(r.p50_us for r in grpc))} vs "
+        f"{format_us(statistics.median(r.p50_us for r in v2_json))}"
+    )
+    return TargetResult(name, measured, GRPC_GOAL, speedup >= TARGET_GRPC_SPEEDUP)
+
+
+def grpc_targets(measurements: Measurements, settings: Settings) -> list[TargetResult]:
+    """(e) for modelport without and with batching at concurrency 1 and 32, when measured."""
+    if MNIST not in settings.families:
+        return [not_measured("(e) mnist V2 gRPC vs V2 JSON", GRPC_GOAL, MNIST)]
+    if settings.perf_analyzer is None:
+        reason = f"not measured ({settings.perf_analyzer_note})"
+        return [TargetResult("(e) mnist V2 gRPC vs V2 JSON", reason, GRPC_GOAL, None)]
+    return [
+        target_grpc(measurements, ENDPOINT_BY_KEY[key], concurrency)
+        for key in ("mp-mnist", "mp-mnist-batched")
+        for concurrency in GRPC_CONCURRENCIES
+    ]
+
+
 def targets(
-    measurements: Measurements, cells: Mapping[CellKey, Cell], engines: Mapping[str, EngineResult]
+    measurements: Measurements,
+    cells: Mapping[CellKey, Cell],
+    engines: Mapping[str, EngineResult],
+    settings: Settings,
 ) -> list[TargetResult]:
     """Every target, checked against this run (or marked not measured)."""
     results = []
@@ -1309,7 +1919,7 @@ def targets(
         ]
     else:
         results.append(not_measured("(d) mnist V2 binary vs V2 JSON", BINARY_GOAL, MNIST))
-    return results
+    return results + grpc_targets(measurements, settings)
 
 
 def verdict(target: TargetResult) -> str:
@@ -1372,12 +1982,24 @@ def wrk_version() -> str:
     return first[0].split(" Copyright")[0].strip() if first else "unknown"
 
 
-def machine_lines(load: tuple[LoadAverage, LoadAverage]) -> list[str]:
+def perf_analyzer_version(settings: Settings) -> str:
+    """Which perf_analyzer measured, from the recipe ``make tools`` records beside it."""
+    if settings.perf_analyzer is None:
+        return f"not used ({settings.perf_analyzer_note})"
+    stamp = settings.perf_analyzer.parent / ".stamp"
+    with contextlib.suppress(OSError):
+        for part in stamp.read_text().split():
+            if part.startswith("tritonclient="):
+                return f"the binary in tritonclient {part.split('=', 1)[1]}'s wheel"
+    return str(settings.perf_analyzer)
+
+
+def machine_lines(load: tuple[LoadAverage, LoadAverage], settings: Settings) -> list[str]:
     """The machine and software the numbers were measured on, as markdown bullets."""
     before, after = (", ".join(f"{v:.2f}" for v in sample) for sample in load)
     return [
         f"- CPUs: {os.cpu_count()} ({cpu_model()}); servers and the engine pinned to CPU "
-        f"{SERVER_CPU}, wrk to CPU {LOAD_CPU}",
+        f"{SERVER_CPU}, the load generators (wrk, perf_analyzer) to CPU {LOAD_CPU}",
         f"- Load average (1, 5, 15 min) before the run: {before}; after: {after}. Other "
         "processes on this machine share the two CPUs, so expect noise",
         f"- {platform.platform()}",
@@ -1385,6 +2007,7 @@ def machine_lines(load: tuple[LoadAverage, LoadAverage]) -> list[str]:
         f"numpy {package_version('numpy')}, uvicorn {package_version('uvicorn')}",
         f"- modelport {package_version('modelport')}, commit {git_revision()}",
         f"- wrk: {wrk_version()}",
+        f"- perf_analyzer: {perf_analyzer_version(settings)}",
     ]
 
 
@@ -1413,7 +2036,17 @@ One mnist image (784 random float32, fixed seed) in, ten class scores out. `mode
 the model without dynamic batching (`mnist`), `modelport + batching` the same model with
 `dynamic_batching: {max_batch_size: 64, max_queue_delay_us: 2000}` (`mnist_batched`). *Ratio
 to floor echo* compares requests/s with the floor's echo endpoint at the same concurrency (V2
-rows with echo V2 JSON, TF rows with echo TF JSON).""",
+rows with echo V2 JSON, TF rows with echo TF JSON); the floor has no gRPC, so gRPC rows have
+none. *vs V2 JSON* compares requests/s with the same server's V2 JSON row at the same
+concurrency. V2 gRPC and TF gRPC rows are measured with perf_analyzer, the others with wrk.""",
+    TABULAR: """\
+examples/build_models.py's `tabular` model: two inputs of two dtypes, `features` (4 random
+float32, fixed seed) and `category` (one INT64 id), in; two outputs, `probabilities` (3 floats)
+and `score` (1 float), out. `modelport` serves it without dynamic batching. The request is tiny,
+so these rows show what the protocols cost per tensor rather than per byte. The floor's echo
+endpoint answers the same JSON requests; the floor's `ort` mode cannot read this model's TF
+requests, so it is left out. There is no TF gRPC row: perf_analyzer's TF Serving client sends
+INT64 values in `bool_val`, which modelport rightly refuses. Columns as for mnist.""",
     MINILM: f"""\
 all-MiniLM-L6-v2 built by `examples/build_minilm.py`: one request of {MINILM_SEQ_LEN} token ids
 (random, fixed seed, in [{MINILM_TOKEN_LOW}, {MINILM_TOKEN_HIGH})) and an all-ones attention
@@ -1426,29 +2059,48 @@ this CPU can compute, with or without batching.""",
 
 
 HOW_TO_READ = """\
-Every row sends the same batch-1 request over keep-alive connections, from `wrk` on CPU 1 to a
-server confined to CPU 0. *requests/s*, *p50* and *p99* are each the median of the rounds; the
-last column shows how far requests/s spread between rounds, the noise to allow for on this
-shared machine. *Serving overhead* is the row's p50 minus the raw engine's batch-1 p50 for the
-same model: time spent on HTTP, parsing, validation, scheduling and encoding rather than in the
-model (at higher concurrency it is mostly queueing). Ratios are medians of per-round ratios
-(the two figures of a pair are measured minutes apart at most, within one round), so they need
-not equal the quotient of the two medians.
+Every row sends the same batch-1 request over keep-alive connections, from a load generator on
+CPU 1 (`wrk` for HTTP, perf_analyzer for gRPC) to a server confined to CPU 0. *requests/s*,
+*p50* and *p99* are each the median of the rounds; the last column shows how far requests/s
+spread between rounds, the noise to allow for on this shared machine. *Serving overhead* is
+the row's p50 minus the raw engine's batch-1 p50 for the same model: time spent on HTTP or
+gRPC, parsing, validation, scheduling and encoding rather than in the model (at higher
+concurrency it is mostly queueing). Ratios are medians of per-round ratios (the two figures of
+a pair are measured minutes apart at most, within one round), so they need not equal the
+quotient of the two medians.
 
 The floor's echo endpoint parses the JSON body and answers a fixed response without running the
 model: roughly the most a Python JSON endpoint does on this CPU, so 1.00x would mean the model
 and everything else cost nothing. V2 binary rows are compared with echo V2 JSON too; binary
 skips parsing 16 KB of JSON, so it can pass 1.00x. *floor (ort)* runs onnxruntime inline on
 every request: the bar for a naive server doing the same work. The floor has no binary tensor
-support and does not serve MiniLM. The raw engine rows are `session.run` in a loop in one
-process (1/mean call time as requests/s), one intra-op thread, with no HTTP at all; modelport
-also runs one intra-op thread when pinned to one CPU.
+support and no gRPC, and does not serve MiniLM. The raw engine rows are `session.run` in a
+loop in one process (1/mean call time as requests/s), one intra-op thread, with no HTTP at
+all; modelport also runs one intra-op thread when pinned to one CPU.
+
+gRPC rows are measured with Triton's perf_analyzer (wrk does not speak gRPC): synchronous
+calls, one thread per concurrent request. It counts windows of at least N requests (N sized
+from a short calibration run so that 3 windows take about a cell's duration) until 3 windows in
+a row agree, and reports those 3. V2 gRPC is
+`ModelInfer` with the tensors in `raw_input_contents`; TF gRPC is `Predict` with the values in
+the TensorProto's typed field (`float_val`), which is what perf_analyzer's TF Serving client
+sends (not `tensor_content`). To tell the protocol apart from the load generator, the
+cross-check table sends mnist's V2 binary request with perf_analyzer too (its default for HTTP),
+next to wrk's figures for the same cells.
 
 With one CPU, batching can only help as far as the engine's rows/s grow with the batch size
 (the raw engine tables): a lot for mnist, little or nothing for MiniLM. p99 is the figure most
 disturbed by other processes taking CPU 0 (see the noise line); compare p99s only within one
 run.
 """
+
+
+CROSS_CHECK_INTRO = """\
+The same modelport cells measured by both load generators: mnist's V2 binary request sent by
+wrk and by perf_analyzer, then V2 gRPC (perf_analyzer). *vs wrk, V2 binary* is the median of
+per-round ratios to wrk's V2 binary figure for the same server and concurrency. Where the two
+load generators agree on V2 binary, the gRPC rows compare with wrk's HTTP rows directly; where
+they do not, compare gRPC with perf_analyzer's V2 binary row."""
 
 
 def cell_duration_text(settings: Settings) -> str:
@@ -1466,6 +2118,7 @@ def render_report(
     started: dt.datetime,
     elapsed_s: float,
     sections: Sequence[tuple[str, str, EngineResult]],
+    cross_check: str | None,
     target_table: str,
     summary: str,
     load: tuple[LoadAverage, LoadAverage],
@@ -1478,13 +2131,15 @@ def render_report(
         "",
         "# Benchmarks",
         "",
-        "modelport, with and without dynamic batching, against the raw engine (onnxruntime",
-        "in-process) and the reference floor server (`floor_server.py`: the cheapest Python JSON",
-        "endpoint, and a naive onnxruntime server), on batch-1 requests to a small MLP (mnist) and",
-        "a transformer (all-MiniLM-L6-v2). See [benchmarks/README.md](../benchmarks/README.md) "
-        "for the method.",
+        "modelport, with and without dynamic batching, over HTTP (KServe V2 and TF Serving",
+        "REST) and gRPC, against the raw engine (onnxruntime in-process) and the reference floor",
+        "server (`floor_server.py`: the cheapest Python JSON endpoint, and a naive onnxruntime",
+        "server), on batch-1 requests to a small MLP (mnist), a model with two inputs and two",
+        "outputs (tabular) and a transformer (all-MiniLM-L6-v2). See",
+        "[benchmarks/README.md](../benchmarks/README.md) for the method.",
         "",
-        "Reproduce (from the repository root; needs `wrk` and `taskset`):",
+        "Reproduce (from the repository root; needs `wrk`, `taskset` and, for the gRPC rows,",
+        "perf_analyzer from `make tools`):",
         "",
         "```",
         command,
@@ -1495,7 +2150,7 @@ def render_report(
         "",
         "## Machine",
         "",
-        *machine_lines(load),
+        *machine_lines(load, settings),
         "",
     ]
     for family, table, engine in sections:
@@ -1512,6 +2167,17 @@ def render_report(
             engine_batch_table(engine),
             "",
         ]
+    if cross_check is not None:
+        parts += [
+            "## Load generators cross-checked (mnist, modelport)",
+            "",
+            CROSS_CHECK_INTRO,
+            "",
+            cross_check,
+            "",
+        ]
+    elif settings.perf_analyzer is None and MNIST in settings.families:
+        parts += [f"No gRPC rows in this run: {settings.perf_analyzer_note}.", ""]
     parts += [
         noise,
         "",
@@ -1537,7 +2203,7 @@ def render_report(
 
 
 def parse_models(text: str) -> tuple[str, ...]:
-    """``--models``: a comma-separated subset of mnist and minilm, in canonical order."""
+    """``--models``: a comma-separated subset of mnist, tabular and minilm, in canonical order."""
     wanted = {name.strip().lower() for name in text.split(",") if name.strip()}
     unknown = wanted - set(FAMILIES)
     if unknown or not wanted:
@@ -1568,12 +2234,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--models",
         type=parse_models,
         default=FAMILIES,
-        help="models to benchmark, comma-separated (default mnist,minilm)",
+        help=f"models to benchmark, comma-separated (default {','.join(FAMILIES)})",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a 1-2 minute smoke run: 1 round of 1 s cells, a shorter engine probe; writes no "
+        help="a 2-3 minute smoke run: 1 round of 1 s cells, a shorter engine probe; writes no "
         "report unless --output is given",
     )
     parser.add_argument(
@@ -1589,13 +2255,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--calls",
         type=int,
         default=None,
-        help=f"timed mnist session.run calls (default {DEFAULT_CALLS}; {QUICK_CALLS} with --quick)",
+        help=f"timed mnist and tabular session.run calls (default {DEFAULT_CALLS}; "
+        f"{QUICK_CALLS} with --quick)",
     )
     parser.add_argument(
         "--floor-server",
         type=Path,
         default=DEFAULT_FLOOR,
         help=f"floor_server.py (default {DEFAULT_FLOOR}, or $MODELPORT_FLOOR_SERVER)",
+    )
+    parser.add_argument(
+        "--perf-analyzer",
+        type=Path,
+        default=DEFAULT_PERF_ANALYZER,
+        help="perf_analyzer, the load generator for the gRPC cells (default "
+        f"{display_path(DEFAULT_PERF_ANALYZER)} from `make tools`, or $MODELPORT_PERF_ANALYZER); "
+        "if it is missing, those cells are skipped",
+    )
+    parser.add_argument(
+        "--no-perf-analyzer",
+        action="store_true",
+        help="skip the gRPC and perf_analyzer cells",
     )
     parser.add_argument("--engine-probe", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--engine-family", choices=FAMILIES, help=argparse.SUPPRESS)
@@ -1639,7 +2319,23 @@ def reproduce_command(settings: Settings) -> str:
         parts += ["--calls", str(settings.calls)]
     if settings.floor != DEFAULT_FLOOR:
         parts += ["--floor-server", str(settings.floor)]
+    if settings.perf_analyzer is None and settings.perf_analyzer_note == NO_PERF_ANALYZER_NOTE:
+        parts.append("--no-perf-analyzer")
+    elif settings.perf_analyzer is not None and settings.perf_analyzer != DEFAULT_PERF_ANALYZER:
+        parts += ["--perf-analyzer", display_path(settings.perf_analyzer)]
     return shlex.join(parts)
+
+
+NO_PERF_ANALYZER_NOTE = "skipped with --no-perf-analyzer"
+
+
+def find_perf_analyzer(path: Path, *, skip: bool) -> tuple[Path | None, str]:
+    """perf_analyzer's path, or None and why its cells are skipped."""
+    if skip:
+        return None, NO_PERF_ANALYZER_NOTE
+    if path.is_file() and os.access(path, os.X_OK):
+        return path, ""
+    return None, f"perf_analyzer not found at {display_path(path)}; {MAKE_TOOLS_HINT}"
 
 
 def raise_on_sigterm() -> None:
@@ -1652,13 +2348,20 @@ def raise_on_sigterm() -> None:
 
 
 def estimate_minutes(settings: Settings) -> float:
-    """A rough run time: the cells, the warm-ups and the engine probes."""
-    groups = plan(settings.families)
+    """A rough run time: the cells, the warm-ups and calibrations, and the engine probes."""
+    groups = settings_plan(settings)
+    # perf_analyzer often needs a window or two more than 3 before they agree, and starts slower.
+    extra = {WRK: 0.25, PERF_ANALYZER: 1.0}
     cells = settings.rounds * sum(
-        len(g.endpoints) * (settings.cell_seconds(g.family) + 0.25) for g in groups
-    )
+        len(g.endpoints)
+        * (settings.cell_seconds(g.family) * (1.5 if g.protocol in PA_PROTOCOLS else 1.0)
+           + extra[PERF_ANALYZER if g.protocol in PA_PROTOCOLS else WRK])
+        for g in groups
+    )  # fmt: skip
     warmups = len({(key, g.protocol) for g in groups for key in g.endpoints})
-    engine_s = {MNIST: 4.0, MINILM: 8.0}
+    calibrations = sum(len(g.endpoints) for g in groups if g.protocol in PA_PROTOCOLS)
+    cells += calibrations * 1.5
+    engine_s = {MNIST: 4.0, TABULAR: 4.0, MINILM: 8.0}
     engines = settings.rounds * sum(engine_s[family] for family in settings.families)
     return (cells + warmups * (settings.warmup_s + 0.3) + engines + 15) / 60
 
@@ -1666,14 +2369,21 @@ def estimate_minutes(settings: Settings) -> float:
 def run(settings: Settings) -> None:
     """Benchmark, print the tables and targets, and write the report."""
     check_tools()
-    if MNIST in settings.families and not settings.floor.is_file():
+    if (
+        any(family in FLOOR_FAMILIES for family in settings.families)
+        and not settings.floor.is_file()
+    ):
         raise SystemExit(
             f"floor server not found at {settings.floor}; "
             "pass --floor-server PATH or set MODELPORT_FLOOR_SERVER"
         )
     if not (Path(sys.executable).parent / "modelport").is_file():
         raise SystemExit("modelport is not installed next to this Python; run `make test` first")
-    groups = plan(settings.families)
+    groups = settings_plan(settings)
+    if settings.perf_analyzer is None and uses_perf_analyzer(plan(settings.families)):
+        print(
+            f"gRPC and perf_analyzer cells skipped: {settings.perf_analyzer_note}", file=sys.stderr
+        )
     print(
         f"{cell_count(groups)} cells x {plural(settings.rounds, 'round')}, "
         f"{cell_duration_text(settings)}: "
@@ -1695,9 +2405,16 @@ def run(settings: Settings) -> None:
         rows = family_rows(family, groups, protocols, cells, engines[family])
         print(f"\n{FAMILY_TITLES[family]}\n\n{text_table(headers, rows)}")
         sections.append((family, family_markdown(headers, rows), engines[family]))
+    cross_rows = cross_check_rows(groups, cells, measurements)
+    cross_check = None
+    if cross_rows:
+        title = "Load generators cross-checked (mnist, modelport)"
+        print(f"\n{title}\n\n{text_table(CROSS_CHECK_HEADERS, cross_rows)}")
+        align = ["---", "---", "---:", "---", *["---:"] * 4]
+        cross_check = markdown_table(CROSS_CHECK_HEADERS, cross_rows, align)
     noise = noise_line(measurements)
     print(f"\n{noise}")
-    checked = targets(measurements, cells, engines)
+    checked = targets(measurements, cells, engines, settings)
     summary = target_summary(checked)
     print(f"\nTargets\n\n{text_table(TARGET_HEADERS, target_rows(checked))}\n\n{summary}")
     command = reproduce_command(settings)
@@ -1709,6 +2426,7 @@ def run(settings: Settings) -> None:
             started=started,
             elapsed_s=elapsed_s,
             sections=sections,
+            cross_check=cross_check,
             target_table=markdown_table(
                 TARGET_HEADERS, target_rows(checked), ["---"] * len(TARGET_HEADERS)
             ),
@@ -1730,6 +2448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         output = None if args.quick else ROOT / DEFAULT_OUTPUT
     floor = args.floor_server.resolve()
+    perf_analyzer, perf_analyzer_note = find_perf_analyzer(
+        args.perf_analyzer.absolute(), skip=args.no_perf_analyzer
+    )
     os.chdir(ROOT)  # the build scripts and wrk's script are addressed relative to the root
     if args.engine_probe:
         family = args.engine_family or MNIST
@@ -1746,6 +2467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor=floor,
         output=output,
         quick=args.quick,
+        perf_analyzer=perf_analyzer,
+        perf_analyzer_note=perf_analyzer_note,
     )
     try:
         run(settings)

@@ -22,6 +22,13 @@ def free_port() -> int:
         return port
 
 
+def with_grpc_port(args: Sequence[str], port: int | None = None) -> list[str]:
+    """``serve`` arguments with a free gRPC port, unless they name one (tests run in parallel)."""
+    if "--grpc-port" in args or "--port" in args:
+        return list(args)
+    return [*args, "--grpc-port", str(port or free_port())]
+
+
 class ServerProcess:
     """``python -m modelport serve ARGS`` with its log in a file; stop() returns the exit code."""
 
@@ -31,17 +38,19 @@ class ServerProcess:
         log_path: Path,
         env: dict[str, str] | None = None,
         port_flag: str = "--http-port",
+        python: str | Path | None = None,
     ) -> None:
         self.port = free_port()
+        self.grpc_port = free_port()
         self.log_path = log_path
         command = [
-            sys.executable,
+            str(python or sys.executable),  # another interpreter, e.g. .venv-tf's
             "-m",
             "modelport",
             "serve",
             port_flag,
             str(self.port),
-            *args,
+            *with_grpc_port(args, self.grpc_port),
         ]
         full_env = {**os.environ, **(env or {})}
         with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
@@ -49,6 +58,7 @@ class ServerProcess:
                 command, stdout=log, stderr=subprocess.STDOUT, env=full_env
             )
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

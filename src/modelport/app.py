@@ -35,11 +35,17 @@ from modelport.lifecycle.repository import (
 from modelport.lifecycle.tfbatching import batching_defaults, parse_batching_parameters
 from modelport.lifecycle.tfconfig import ConfigFileRepository
 from modelport.lifecycle.watcher import RepositoryWatcher
+from modelport.listeners.grpc import GrpcLimits, GrpcListener
 from modelport.listeners.http import HttpLimits, HttpListener
 from modelport.observability.metrics import Metrics
+from modelport.protocols.grpc import GrpcApp, Service
+from modelport.protocols.grpc_health import HealthService
+from modelport.protocols.grpc_reflection import ReflectionService
 from modelport.protocols.http import HttpApp, Mount
+from modelport.protocols.kserve_v2.grpc import KServeV2Grpc
 from modelport.protocols.kserve_v2.rest import KServeV2Rest
 from modelport.protocols.prometheus import metrics_mount
+from modelport.protocols.tfserving.grpc import TFServingGrpc
 from modelport.protocols.tfserving.rest import TFServingRest
 from modelport.protocols.torchserve.rest import TorchServeRest
 from modelport.runtimes import available_cpus
@@ -158,7 +164,7 @@ class ModelportServer:
             self.manager,
             self.dispatcher,
             self.metrics,
-            RepositoryController(self.watcher, self.manager)
+            RepositoryController(self.watcher, self.manager, self.source)
             if settings.lifecycle.model_control
             else None,
         )
@@ -177,6 +183,7 @@ class ModelportServer:
             if settings.server.torchserve_port is not None
             else None
         )
+        self.grpc_app = self._grpc_app()
         self._stop = asyncio.Event()
         self._signals = 0
         #: Set when shutdown left engine work running (a stuck request or a load under way):
@@ -189,6 +196,17 @@ class ModelportServer:
             max_body_bytes=self.settings.server.max_body_bytes,
             is_draining=lambda: self.dataplane.draining,
         )
+
+    def _grpc_app(self) -> GrpcApp:
+        services: list[Service] = [
+            KServeV2Grpc(self.dataplane).service(),
+            *TFServingGrpc(self.dataplane).services(),
+        ]
+        names = [s.name for s in services]
+        health = HealthService(self.dataplane.server_ready, names)
+        reflection = ReflectionService(lambda: [s.name for s in self.grpc_app.services])
+        services += [health.service(), *reflection.services()]
+        return GrpcApp(services, draining=lambda: self.dataplane.draining)
 
     @property
     def http_apps(self) -> list[HttpApp]:
@@ -231,15 +249,21 @@ class ModelportServer:
             loop.add_signal_handler(signum, self._on_signal, signum)
         server_settings = self.settings.server
         sock = _bind(server_settings.host, server_settings.http_port)
-        listeners = [await self._listen(self.http_app, sock)]
+        listeners: list[HttpListener | GrpcListener] = [await self._listen(self.http_app, sock)]
         host, port = sock.getsockname()[:2]
         log.info(
             "modelport %s: HTTP on http://%s:%d (TF Serving REST /v1, KServe V2 REST /v2, "
-            "TorchServe /ping and /predictions); gRPC port %d is reserved, gRPC is not served yet",
+            "TorchServe /ping and /predictions)",
             __version__,
             host,
             port,
-            server_settings.grpc_port,
+        )
+        sock = _bind(server_settings.host, server_settings.grpc_port, "--grpc-port")
+        listeners.append(await self._listen_grpc(sock))
+        log.info(
+            "gRPC on %s:%d (%s)",
+            *sock.getsockname()[:2],
+            ", ".join(s.name for s in self.grpc_app.services),
         )
         if self.torchserve_app is not None:
             assert server_settings.torchserve_port is not None
@@ -250,6 +274,21 @@ class ModelportServer:
         if code == EXIT_OK:
             await self._stop.wait()
         return await self._shutdown(listeners, code)
+
+    async def _listen_grpc(self, sock: socket.socket) -> GrpcListener:
+        server_settings = self.settings.server
+        listener = GrpcListener(
+            self.grpc_app,
+            GrpcLimits(
+                max_receive_message_bytes=server_settings.grpc_max_receive_message_bytes,
+                max_send_message_bytes=server_settings.grpc_max_send_message_bytes,
+                keepalive_time_s=server_settings.grpc_keepalive_time_s,
+                keepalive_timeout_s=server_settings.grpc_keepalive_timeout_s,
+                min_ping_interval_s=server_settings.grpc_min_ping_interval_s,
+            ),
+        )
+        await listener.start(sock)
+        return listener
 
     async def _listen(self, app: HttpApp, sock: socket.socket) -> HttpListener:
         server_settings = self.settings.server
@@ -298,7 +337,7 @@ class ModelportServer:
         await self.manager.wait_idle()
         return self.manager.finish_startup()
 
-    async def _shutdown(self, listeners: list[HttpListener], code: int) -> int:
+    async def _shutdown(self, listeners: list[HttpListener | GrpcListener], code: int) -> int:
         self.dataplane.draining = True
         drained = await self._drain()
         for listener in listeners:
@@ -315,7 +354,7 @@ class ModelportServer:
 
     async def _drain(self) -> bool:
         timeout = self.settings.server.drain_timeout_s
-        apps = self.http_apps
+        apps: list[HttpApp | GrpcApp] = [*self.http_apps, self.grpc_app]
         if inflight := sum(app.inflight for app in apps):
             log.info("waiting up to %g s for %d requests in flight", timeout, inflight)
         idle = await asyncio.gather(*(app.wait_idle(timeout) for app in apps))

@@ -8,6 +8,7 @@ program.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -130,7 +131,44 @@ def serve(
         typer.Option(
             "--grpc-port",
             "--port",
-            help="Port reserved for the gRPC APIs (not served yet). Default: 8500.",
+            help="gRPC port: TF Serving's and KServe V2's gRPC services, health, reflection. "
+            "Default: 8500.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    grpc_max_receive_message_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest gRPC request message; bigger ones get RESOURCE_EXHAUSTED. "
+            "Default: 64 MiB.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    grpc_max_send_message_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest gRPC response message. Default: 64 MiB.", rich_help_panel=LISTEN
+        ),
+    ] = None,
+    grpc_keepalive_time_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Ping a gRPC client after this long without traffic. Default: 7200.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    grpc_keepalive_timeout_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Close a gRPC connection whose client misses a ping this long. Default: 20.",
+            rich_help_panel=LISTEN,
+        ),
+    ] = None,
+    grpc_min_ping_interval_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Shortest interval between a gRPC client's pings while nothing is sent; "
+            "faster pingers get GOAWAY too_many_pings. Default: 300.",
             rich_help_panel=LISTEN,
         ),
     ] = None,
@@ -258,7 +296,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve models over HTTP until stopped with Ctrl-C or SIGTERM.
+    """Serve models over HTTP and gRPC until stopped with Ctrl-C or SIGTERM.
 
     Example: modelport serve --model-repository examples/models
     """
@@ -270,6 +308,11 @@ def serve(
             "host": host,
             "http_port": http_port,
             "grpc_port": grpc_port,
+            "grpc_max_receive_message_bytes": grpc_max_receive_message_bytes,
+            "grpc_max_send_message_bytes": grpc_max_send_message_bytes,
+            "grpc_keepalive_time_s": grpc_keepalive_time_s,
+            "grpc_keepalive_timeout_s": grpc_keepalive_timeout_s,
+            "grpc_min_ping_interval_s": grpc_min_ping_interval_s,
             "torchserve_port": torchserve_port,
             "max_body_bytes": max_body_bytes,
             "drain_timeout_s": drain_timeout_s,
@@ -496,6 +539,372 @@ def bench(
         typer.echo(f"modelport bench: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from exc
     raise typer.Exit(run_bench(settings))
+
+
+CONVERT_OUTPUT = "Output"
+CONVERT_SAMPLES = "Parity samples"
+CONVERT_GATE = "Parity gate"
+
+OutputOption = Annotated[
+    Path,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Folder to write model.onnx and report.json to, such as a repository version "
+        "folder (models/NAME/3). Built beside it and moved into place only if the gate passes.",
+        rich_help_panel=CONVERT_OUTPUT,
+    ),
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Replace a non-empty output folder.", rich_help_panel=CONVERT_OUTPUT
+    ),
+]
+ReportFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Also write the report to this file, whether the gate passes or not.",
+        rich_help_panel=CONVERT_OUTPUT,
+    ),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=CONVERT_OUTPUT),
+]
+SampleOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Inputs to compare on: a .npy (one input) or .npz (arrays named after the inputs). "
+        "Default: seeded random inputs.",
+        rich_help_panel=CONVERT_SAMPLES,
+    ),
+]
+InputShapeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-shape",
+        help="[NAME=]D1,D2,...[:DTYPE] of an input for random samples, such as 4,16 or "
+        "ids=4,32:int64; repeat per input. PyTorch sources need it (or --sample).",
+        rich_help_panel=CONVERT_SAMPLES,
+    ),
+]
+BatchSizeOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Rows of random samples (a dynamic first dimension).",
+        rich_help_panel=CONVERT_SAMPLES,
+    ),
+]
+SeedOption = Annotated[
+    int, typer.Option(help="Seed of the random samples.", rich_help_panel=CONVERT_SAMPLES)
+]
+AtolOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Absolute tolerance (default per step: see docs/conversion.md).",
+        rich_help_panel=CONVERT_GATE,
+    ),
+]
+RtolOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0, help="Relative tolerance (default per step).", rich_help_panel=CONVERT_GATE
+    ),
+]
+AgreementOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Share of rows whose top class must agree, for classifier outputs (default per step).",
+        rich_help_panel=CONVERT_GATE,
+    ),
+]
+LatencyRunsOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Timed runs of each model; the median is reported. 0 skips timing.",
+        rich_help_panel=CONVERT_GATE,
+    ),
+]
+
+
+def _gate_command(
+    command: str,
+    step: str,
+    make_step: Callable[[], Any],
+    *,
+    output: Path,
+    force: bool,
+    sample: Path | None,
+    input_shape: list[str] | None,
+    batch_size: int,
+    seed: int,
+    atol: float | None,
+    rtol: float | None,
+    min_agreement: float | None,
+    latency_runs: int,
+    quiet: bool,
+    report_file: Path | None,
+) -> None:
+    """Run a conversion step through the parity gate and exit with its code."""
+    import sys
+
+    from rich.console import Console
+
+    from modelport.convert import ConversionError, GateOptions, run_gate, tolerance_for
+
+    options = GateOptions(
+        output=output,
+        force=force,
+        sample=sample,
+        input_shapes=tuple(input_shape or ()),
+        batch_size=batch_size,
+        seed=seed,
+        latency_runs=latency_runs,
+        quiet=quiet,
+        command=("modelport", *sys.argv[1:]),
+        report_file=report_file,
+    )
+    try:
+        builder = make_step()
+        code = run_gate(
+            step,
+            builder,
+            tolerance_for(step.rpartition(" ")[2], atol, rtol, min_agreement),
+            options,
+            console=_table_console(),
+            progress_console=Console(stderr=True),
+        )
+    except ConversionError as exc:
+        typer.echo(f"modelport {command}: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from exc
+    except OSError as exc:
+        typer.echo(f"modelport {command}: {exc}", err=True)
+        raise typer.Exit(3) from exc
+    raise typer.Exit(code)
+
+
+def _table_console() -> Any:
+    """Standard output; wide enough for the tables when it is a file or a pipe."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+@app.command()
+def convert(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A TorchScript file (.pt), FILE.py:ClassName, a SavedModel folder, or a "
+            "scikit-learn/XGBoost/LightGBM model file."
+        ),
+    ],
+    output: OutputOption,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="FILE.py:ClassName: a state dict to load (torch.save(model.state_dict())), "
+            "read with torch.load(weights_only=True)."
+        ),
+    ] = None,
+    init_args: Annotated[
+        str | None,
+        typer.Option(help='FILE.py:ClassName: constructor arguments as JSON, e.g. {"width": 8}.'),
+    ] = None,
+    opset: Annotated[
+        int | None, typer.Option(min=7, help="ONNX opset (default: the exporter's).")
+    ] = None,
+    signature: Annotated[
+        str, typer.Option(help="SavedModel: the signature to convert.")
+    ] = "serving_default",
+    allow_unsafe_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe-pickle",
+            help="Load pickle/joblib model files, which run any code they hold. Trusted files "
+            "only.",
+        ),
+    ] = False,
+    sample: SampleOption = None,
+    input_shape: InputShapeOption = None,
+    batch_size: BatchSizeOption = 16,
+    seed: SeedOption = 0,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    min_agreement: AgreementOption = None,
+    latency_runs: LatencyRunsOption = 20,
+    force: ForceOption = False,
+    report_file: ReportFileOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Convert a PyTorch, TensorFlow or scikit-learn-family model to ONNX, behind a parity gate.
+
+    Exit code: 0 within tolerance (DIR holds model.onnx and report.json), 1 refused by the gate
+    (DIR untouched), 2 wrong command line or input file, 3 the conversion itself failed.
+
+    Example: modelport convert model.pt --input-shape 1,784 --output models/mnist/3
+    """
+
+    def make_step() -> Any:
+        from modelport.convert import SourceOptions, converter_for
+        from modelport.convert.torch_source import parse_init_args
+
+        return converter_for(
+            source,
+            SourceOptions(
+                weights=weights,
+                init_args=parse_init_args(init_args),
+                sample=sample,
+                input_shapes=tuple(input_shape or ()),
+                seed=seed,
+                opset=opset,
+                allow_unsafe_pickle=allow_unsafe_pickle,
+                signature=signature,
+            ),
+        )
+
+    _gate_command(
+        "convert",
+        "convert",
+        make_step,
+        output=output,
+        force=force,
+        sample=sample,
+        input_shape=input_shape,
+        batch_size=batch_size,
+        seed=seed,
+        atol=atol,
+        rtol=rtol,
+        min_agreement=min_agreement,
+        latency_runs=latency_runs,
+        quiet=quiet,
+        report_file=report_file,
+    )
+
+
+@app.command()
+def optimize(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to optimize.")],
+    output: OutputOption,
+    level: Annotated[
+        str,
+        typer.Option(help="basic, extended or all; all adds layouts tuned to this machine's CPU."),
+    ] = "extended",
+    sample: SampleOption = None,
+    input_shape: InputShapeOption = None,
+    batch_size: BatchSizeOption = 16,
+    seed: SeedOption = 0,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    min_agreement: AgreementOption = None,
+    latency_runs: LatencyRunsOption = 20,
+    force: ForceOption = False,
+    report_file: ReportFileOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Save onnxruntime's graph optimizations of an ONNX model, behind a parity gate.
+
+    Exit codes as for convert. Example: modelport optimize model.onnx --output models/m/4
+    """
+
+    def make_step() -> Any:
+        from modelport.convert import optimizer
+
+        return optimizer(model, level)
+
+    _gate_command(
+        "optimize",
+        "optimize",
+        make_step,
+        output=output,
+        force=force,
+        sample=sample,
+        input_shape=input_shape,
+        batch_size=batch_size,
+        seed=seed,
+        atol=atol,
+        rtol=rtol,
+        min_agreement=min_agreement,
+        latency_runs=latency_runs,
+        quiet=quiet,
+        report_file=report_file,
+    )
+
+
+@app.command()
+def quantize(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to quantize.")],
+    output: OutputOption,
+    mode: Annotated[str, typer.Option(help="dynamic-int8, static-int8 or fp16.")],
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="static-int8: representative inputs (.npy/.npz, one row per example). "
+            "Default: --sample, else random inputs."
+        ),
+    ] = None,
+    keep_io_types: Annotated[
+        bool,
+        typer.Option(
+            "--keep-io-types/--fp16-io",
+            help="fp16: keep FP32 inputs and outputs (clients unchanged), or make them FP16.",
+        ),
+    ] = True,
+    sample: SampleOption = None,
+    input_shape: InputShapeOption = None,
+    batch_size: BatchSizeOption = 16,
+    seed: SeedOption = 0,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    min_agreement: AgreementOption = None,
+    latency_runs: LatencyRunsOption = 20,
+    force: ForceOption = False,
+    report_file: ReportFileOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Quantize an ONNX model to int8 or fp16, behind a parity gate.
+
+    Exit codes as for convert. Example: modelport quantize model.onnx --mode dynamic-int8
+    --output models/m/5
+    """
+
+    def make_step() -> Any:
+        from modelport.convert import quantizer
+
+        return quantizer(
+            model,
+            mode,
+            calibration=calibration,
+            sample=sample,
+            keep_io_types=keep_io_types,
+            batch_size=batch_size,
+            seed=seed,
+        )
+
+    _gate_command(
+        "quantize",
+        f"quantize {mode}",
+        make_step,
+        output=output,
+        force=force,
+        sample=sample,
+        input_shape=input_shape,
+        batch_size=batch_size,
+        seed=seed,
+        atol=atol,
+        rtol=rtol,
+        min_agreement=min_agreement,
+        latency_runs=latency_runs,
+        quiet=quiet,
+        report_file=report_file,
+    )
 
 
 def _sections(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:

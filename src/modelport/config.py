@@ -52,7 +52,21 @@ class ServerSettings(_Section):
     http_port: Port = 8501
     """Port of the HTTP API (TF Serving REST, KServe V2 REST and TorchServe's inference API)."""
     grpc_port: Port = 8500
-    """Port reserved for the gRPC APIs (TF Serving and KServe V2 gRPC)."""
+    """Port of the gRPC APIs: TF Serving's PredictionService and ModelService, KServe V2's
+    GRPCInferenceService, the standard health service and server reflection."""
+    grpc_max_receive_message_bytes: Annotated[int, Field(ge=1024, le=2**31 - 1)] = 64 * 1024 * 1024
+    """Largest gRPC request message (after decompression); bigger ones get RESOURCE_EXHAUSTED
+    before they are read."""
+    grpc_max_send_message_bytes: Annotated[int, Field(ge=1024, le=2**31 - 1)] = 64 * 1024 * 1024
+    """Largest gRPC response message; a bigger answer ends the call with RESOURCE_EXHAUSTED."""
+    grpc_keepalive_time_s: Annotated[float, Field(gt=0)] = 7200.0
+    """Ping a gRPC connection after this long without traffic from the client."""
+    grpc_keepalive_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    """Close a gRPC connection whose client does not answer a ping within this time."""
+    grpc_min_ping_interval_s: Annotated[float, Field(ge=0)] = 300.0
+    """Clients may ping at most this often while the server sends nothing; after two pings
+    too early the connection ends with GOAWAY too_many_pings (gRPC's own servers' rule).
+    Lower it for clients configured with a short keep-alive time."""
     torchserve_port: Port | None = None
     """Port of an extra listener serving TorchServe's inference API alone (``/ping``,
     ``/predictions``), for clients that expect it on a port of its own (TorchServe's default is
@@ -76,6 +90,15 @@ class ServerSettings(_Section):
 
     @model_validator(mode="after")
     def _ports_differ(self) -> ServerSettings:
+        if self.grpc_port and self.grpc_port == self.http_port:
+            raise ValueError(
+                f"--grpc-port {self.grpc_port} is also the HTTP port; give gRPC another port "
+                "(TF Serving's default is 8500 for gRPC and 8501 for REST)"
+            )
+        if self.grpc_port and self.grpc_port == self.torchserve_port:
+            raise ValueError(
+                f"--grpc-port {self.grpc_port} is also the TorchServe port; give one another port"
+            )
         if self.torchserve_port and self.torchserve_port == self.http_port:
             raise ValueError(
                 f"--torchserve-port {self.torchserve_port} is also the HTTP port; give it another "

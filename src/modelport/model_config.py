@@ -26,6 +26,7 @@ from pydantic import (
 from modelport.types import Datatype
 
 __all__ = [
+    "ArchiveConfig",
     "ClassificationConfig",
     "DynamicBatchingConfig",
     "ExecutionProviderConfig",
@@ -203,6 +204,20 @@ class DynamicBatchingConfig(_Section):
         return self
 
 
+class ArchiveConfig(_Section):
+    """Limits on extracting a TorchServe ``.mar`` archive; an archive over one fails to load."""
+
+    max_entries: Annotated[int, Field(ge=1)] = 10_000
+    """Files and folders in the archive."""
+    max_entry_bytes: Annotated[int, Field(ge=1)] = 8 << 30
+    """Bytes of one extracted file (8 GiB)."""
+    max_total_bytes: Annotated[int, Field(ge=1)] = 16 << 30
+    """Bytes of all extracted files together (16 GiB)."""
+    max_ratio: Annotated[float, Field(ge=1)] = 100.0
+    """Extracted bytes per archive byte, for each entry and for the whole archive; entries and
+    archives that expand to 1 MiB or less are exempt."""
+
+
 class ModelConfig(_Section):
     """Everything ``config.yaml`` may say about one model."""
 
@@ -223,6 +238,14 @@ class ModelConfig(_Section):
     instances: Annotated[int, Field(ge=1)] | None = None
     """Engine calls of one version run at once; by default 1 with dynamic batching, else as
     many as the worker threads allow."""
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    """Extraction limits for a version served from a TorchServe ``.mar`` archive."""
+    handler: str | None = None
+    """The class (or function) of a Python handler file (``model.py``) to serve, when the file
+    defines several handler classes."""
+    allow_unsafe_pickle: bool = False
+    """Let scikit-learn models load from pickle files (``model.joblib``, ``model.pkl``).
+    Unpickling runs code from the file: set it only for files you trust."""
 
     #: Keys set by server-wide defaults (TF Serving's --enable_batching), not by config.yaml.
     _inherited: frozenset[str] = PrivateAttr(default=frozenset())

@@ -14,24 +14,17 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from tests.models import ONNX_TYPES, build_example_repository, identity_model, save, string_model
+from tests.models import (
+    DATATYPE_SAMPLES,
+    ONNX_TYPES,
+    build_example_repository,
+    identity_model,
+    save,
+    string_model,
+)
 from tests.server import ServerProcess
 
-SAMPLES = {
-    "BOOL": np.array([[True, False, True], [False, False, True]]),
-    "UINT8": np.array([[0, 7, 255], [1, 2, 3]], np.uint8),
-    "UINT16": np.array([[0, 7, 65535], [1, 2, 3]], np.uint16),
-    "UINT32": np.array([[0, 7, 2**32 - 1], [1, 2, 3]], np.uint32),
-    "UINT64": np.array([[0, 7, 2**64 - 1], [1, 2, 3]], np.uint64),
-    "INT8": np.array([[-128, 0, 127], [1, 2, 3]], np.int8),
-    "INT16": np.array([[-32768, 0, 32767], [1, 2, 3]], np.int16),
-    "INT32": np.array([[-(2**31), 0, 2**31 - 1], [1, 2, 3]], np.int32),
-    "INT64": np.array([[-(2**63), 0, 2**63 - 1], [1, 2, 3]], np.int64),
-    "FP16": np.array([[0.5, -2.0, 65504.0], [1.0, 0.25, 3.0]], np.float16),
-    "FP32": np.array([[0.1, -2.5, 3.4e38], [1e-30, 0.0, 7.0]], np.float32),
-    "FP64": np.array([[0.1, -2.5, 1.7e308], [1e-300, 0.0, 7.0]], np.float64),
-    "BYTES": np.array([[b"a", b"", "caf\u00e9".encode()], [b"x y", b"0", b"zz"]], dtype=object),
-}
+SAMPLES = DATATYPE_SAMPLES
 
 
 @pytest.fixture(scope="module")

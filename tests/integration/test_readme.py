@@ -1,4 +1,4 @@
-"""The README's commands run as written (against a server on a free port instead of 8501)."""
+"""The README's commands run as written (against a server on free ports instead of 8501/8500)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ EXAMPLES = blocks("Talk to it")
 )
 def test_readme_examples_run(examples_server: ServerProcess, language: str, code: str) -> None:
     code = code.replace("localhost:8501", f"localhost:{examples_server.port}")
+    code = code.replace("localhost:8500", f"localhost:{examples_server.grpc_port}")
     if language == "bash":
         command = ["bash", "-euo", "pipefail", "-c", code]
     else:

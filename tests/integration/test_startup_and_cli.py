@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import StartServer
-from tests.server import ServerProcess, free_port
+from tests.server import ServerProcess, free_port, with_grpc_port
 
 
 def predict_status(server: ServerProcess, target: str) -> int:
@@ -28,6 +28,8 @@ def statuses(server: ServerProcess, model: str) -> list[str]:
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    if args and args[0] == "serve":
+        args = ("serve", *with_grpc_port(args[1:]))
     return subprocess.run(
         [sys.executable, "-m", "modelport", *args],
         capture_output=True,

@@ -20,7 +20,7 @@ import requests
 
 from tests.conftest import StartServer
 from tests.models import build_example_repository, save, slow_model
-from tests.server import ServerProcess, free_port
+from tests.server import ServerProcess, free_port, with_grpc_port
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl binary")
 
@@ -307,7 +307,7 @@ def test_the_torchserve_port_serves_only_torchserve(
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modelport", "serve", *args],
+        [sys.executable, "-m", "modelport", "serve", *with_grpc_port(args)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,14 +1,17 @@
 """``modelport.bench``: the pure parts (settings, workload, encoding, statistics, reports), then
-the client and the load modes against a scripted HTTP server on the loopback interface."""
+the client and the load modes against a scripted HTTP server on the loopback interface. Last, the
+pure parts of benchmarks/run.py, the harness that measures docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import io
 import json
 import math
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ from time import perf_counter_ns
 from typing import Any
 
 import httptools
+import httpx
 import numpy as np
 import pytest
 from rich.console import Console
@@ -674,3 +678,307 @@ def test_run_bench_stops_when_the_first_request_fails(
     assert code == 1
     assert "refused the benchmark request" in err.getvalue()
     assert "400 wrong shape" in err.getvalue()
+
+
+# ---- benchmarks/run.py: the harness behind docs/benchmarks.md ---------------------------------
+
+
+def load_harness() -> Any:
+    """benchmarks/run.py as a module (it is a script, not part of the package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_run", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = load_harness()
+
+#: What perf_analyzer 2.50 writes with -f: KServe V2 (with the server's statistics), then TF
+#: Serving (client columns only). Latencies in microseconds.
+PA_TRITON_CSV = (
+    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+    "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,"
+    "p50 latency,p90 latency,p95 latency,p99 latency\n"
+    "32,2254.62,4,13467,0,0,690,0,1,12781,23254,27875,38813\n"
+)
+PA_TFSERVING_CSV = (
+    "Concurrency,Inferences/Second,Client Send,Client Recv,p50 latency,p90 latency,"
+    "p95 latency,p99 latency\n"
+    "1,930.775,6,0,488,2525,4616,8083\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "rps", "p50", "p99"),
+    [(PA_TRITON_CSV, 2254.62, 12781.0, 38813.0), (PA_TFSERVING_CSV, 930.775, 488.0, 8083.0)],
+)
+def test_harness_reads_perf_analyzer_reports(text: str, rps: float, p50: float, p99: float) -> None:
+    result = harness.parse_perf_analyzer_csv(text)
+    assert (result.requests_per_s, result.p50_us, result.p99_us) == (rps, p50, p99)
+    assert result.non_2xx == result.socket_errors == 0
+
+
+@pytest.mark.parametrize("text", ["", "Concurrency,Inferences/Second\n", "a,b\n1,2\n"])
+def test_harness_rejects_unreadable_perf_analyzer_reports(text: str) -> None:
+    with pytest.raises(harness.BenchError, match="perf_analyzer's report"):
+        harness.parse_perf_analyzer_csv(text)
+
+
+def test_harness_still_reads_wrk() -> None:
+    output = (
+        "  Latency Distribution\n     50%  146.00us\n     75%  200.00us\n     99%    2.81ms\n"
+        "  120 requests in 1.00s, 1 MB read\n  Non-2xx or 3xx responses: 3\n"
+        "Requests/sec:   6553.10\n"
+    )
+    result = harness.parse_wrk(output)
+    assert (result.requests_per_s, result.p50_us, result.p99_us) == (6553.1, 146.0, 2810.0)
+    assert result.non_2xx == 3
+
+
+def groups_by_cell(groups: list[Any]) -> dict[tuple[str, str, int], tuple[str, ...]]:
+    return {(g.family, g.protocol, g.concurrency): g.endpoints for g in groups}
+
+
+def test_harness_plans_grpc_and_tabular_cells() -> None:
+    groups = harness.plan(harness.FAMILIES)
+    cells = groups_by_cell(groups)
+    both = ("mp-mnist", "mp-mnist-batched")
+    for concurrency in (1, 32):
+        assert cells[("mnist", "v2-grpc", concurrency)] == both
+        assert cells[("mnist", "tf-grpc", concurrency)] == ("mp-mnist",)
+        assert cells[("mnist", "pa-v2-binary", concurrency)] == both
+        assert cells[("tabular", "v2-json", concurrency)] == ("mp-tabular", "floor-echo-tabular")
+        assert cells[("tabular", "v2-binary", concurrency)] == ("mp-tabular",)
+        assert cells[("tabular", "v2-grpc", concurrency)] == ("mp-tabular",)
+        assert cells[("tabular", "tf-json", concurrency)] == ("mp-tabular", "floor-echo-tabular")
+    # perf_analyzer's TF Serving client cannot send INT64 inputs, so tabular has no TF gRPC.
+    assert not any(key[:2] == ("tabular", "tf-grpc") for key in cells)
+    assert not any(key[1] in harness.PA_PROTOCOLS and key[2] not in (1, 32) for key in cells)
+    assert [g.protocol for g in groups if g.cross_check] == ["pa-v2-binary", "pa-v2-binary"]
+    # Every planned cell has a request form and an endpoint of its family.
+    protocols = harness.make_protocols(harness.FAMILIES)
+    for group in groups:
+        protocol = protocols[(group.family, group.protocol)]
+        assert (protocol.client == harness.PERF_ANALYZER) == (
+            group.protocol in harness.PA_PROTOCOLS
+        )
+        assert {harness.ENDPOINT_BY_KEY[key].family for key in group.endpoints} == {group.family}
+    without = harness.plan(harness.FAMILIES, perf_analyzer=False)
+    assert not harness.uses_perf_analyzer(without)
+    assert harness.cell_count(groups) - harness.cell_count(without) == 12
+    assert groups_by_cell(without) == {
+        key: value for key, value in cells.items() if key[1] not in harness.PA_PROTOCOLS
+    }
+
+
+def test_harness_old_cells_are_unchanged() -> None:
+    cells = groups_by_cell(harness.plan(("mnist", "minilm"), perf_analyzer=False))
+    assert len(cells) == 4 * 2 + 2 + 4
+    assert cells[("mnist", "v2-json", 64)] == (
+        "mp-mnist",
+        "mp-mnist-batched",
+        "floor-ort",
+        "floor-echo",
+    )
+    assert cells[("mnist", "tf-json", 32)] == ("mp-mnist", "floor-ort", "floor-echo")
+    assert cells[("minilm", "v2-json", 16)] == ("mp-minilm", "mp-minilm-batched")
+
+
+def test_harness_perf_analyzer_command(tmp_path: Path) -> None:
+    protocols = harness.make_protocols(("mnist", "tabular"))
+    tf = harness.perf_analyzer_argv(
+        Path("/tools/perf_analyzer"),
+        "127.0.0.1:8500",
+        "mnist",
+        protocols[("mnist", "tf-grpc")],
+        tmp_path,
+        concurrency=32,
+        window_requests=5000,
+        csv_path=tmp_path / "r.csv",
+    )
+    text = " ".join(tf)
+    assert tf[:4] == ["taskset", "-c", "1", "/tools/perf_analyzer"]
+    assert "-m mnist -u 127.0.0.1:8500 --service-kind tfserving -i grpc" in text
+    assert "--shape=images:1,784" in tf
+    assert "--concurrency-range 32:32" in text
+    assert "--measurement-mode count_windows --measurement-request-count 5000" in text
+    assert "-s 100" in text
+    assert f"-f {tmp_path / 'r.csv'}" in text
+    assert f"--input-data {tmp_path}" in text
+    v2 = harness.perf_analyzer_argv(
+        Path("pa"),
+        "127.0.0.1:8500",
+        "tabular",
+        protocols[("tabular", "v2-grpc")],
+        tmp_path,
+        concurrency=1,
+        window_requests=100,
+        csv_path=tmp_path / "r.csv",
+    )
+    assert "-i grpc" in " ".join(v2)
+    assert "--service-kind" not in v2
+    assert not any(arg.startswith("--shape") for arg in v2)
+    http = protocols[("mnist", "pa-v2-binary")]
+    assert (http.client, http.transport, http.pa_options) == ("perf_analyzer", "http", ())
+    assert http.body == protocols[("mnist", "v2-binary")].body  # to check the answer with
+
+
+@pytest.mark.parametrize(
+    ("rps", "seconds", "window"),
+    [(3000.0, 4, 4000), (3000.0, 1, 1000), (10.0, 4, 100), (0.0, 4, 100), (math.nan, 4, 100)],
+)
+def test_harness_window_sizes(rps: float, seconds: int, window: int) -> None:
+    assert harness.window_requests(rps, seconds) == window
+
+
+def test_harness_tabular_requests(tmp_path: Path) -> None:
+    protocols = harness.make_protocols(("tabular",))
+    inputs = harness.request_inputs("tabular")
+    assert inputs["features"].shape == (1, 4)
+    assert inputs["features"].dtype == np.float32
+    assert inputs["category"].shape == (1, 1)
+    assert inputs["category"].dtype == np.int64
+    v2 = json.loads(protocols[("tabular", "v2-json")].body)
+    assert [(i["name"], i["datatype"], i["shape"]) for i in v2["inputs"]] == [
+        ("features", "FP32", [1, 4]),
+        ("category", "INT64", [1, 1]),
+    ]
+    tf = json.loads(protocols[("tabular", "tf-json")].body)
+    assert list(tf["instances"][0]) == ["features", "category"]
+    binary = protocols[("tabular", "v2-binary")]
+    header = json.loads(binary.body[: binary.header_length])
+    assert [i["parameters"]["binary_data_size"] for i in header["inputs"]] == [16, 8]
+    assert [o["name"] for o in header["outputs"]] == ["probabilities", "score"]
+    raw = binary.body[binary.header_length :]
+    # perf_analyzer's input files hold the same values, one row per input.
+    folder = harness.write_input_data("tabular", tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["category", "features"]
+    assert (folder / "features").read_bytes() + (folder / "category").read_bytes() == raw
+    assert np.frombuffer((folder / "category").read_bytes(), "<i8").tolist() == [
+        int(inputs["category"][0, 0])
+    ]
+
+
+def test_harness_mnist_requests_keep_their_bytes() -> None:
+    protocols = harness.make_protocols(("mnist",))
+    x = harness.mnist_input()
+    assert json.loads(protocols[("mnist", "tf-json")].body) == {"instances": x.tolist()}
+    binary = protocols[("mnist", "v2-binary")]
+    assert binary.body[binary.header_length :] == x.astype("<f4").tobytes()
+    assert json.loads(binary.body[: binary.header_length])["outputs"] == [
+        {"name": "scores", "parameters": {"binary_data": True}}
+    ]
+
+
+def harness_response(body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.Response(200, content=content, headers=headers)
+
+
+def test_harness_checks_answers_of_two_outputs() -> None:
+    protocols = harness.make_protocols(("tabular",))
+    tf = protocols[("tabular", "tf-json")]
+    good = {"predictions": [{"probabilities": [0.2, 0.3, 0.5], "score": [0.1]}]}
+    assert harness.answer_is_expected(tf, harness_response(good))
+    missing = {"predictions": [{"probabilities": [0.2, 0.3, 0.5]}]}
+    assert not harness.answer_is_expected(tf, harness_response(missing))
+    v2 = protocols[("tabular", "v2-json")]
+    outputs = [
+        {"name": "probabilities", "shape": [1, 3], "datatype": "FP32", "data": [0.2, 0.3, 0.5]},
+        {"name": "score", "shape": [1, 1], "datatype": "FP32", "data": [0.1]},
+    ]
+    assert harness.answer_is_expected(v2, harness_response({"outputs": outputs}))
+    assert not harness.answer_is_expected(v2, harness_response({"outputs": outputs[:1]}))
+    binary = protocols[("tabular", "v2-binary")]
+    header = b'{"outputs":[]}'
+    length = {"Inference-Header-Content-Length": str(len(header))}
+    assert harness.answer_is_expected(binary, harness_response(header + bytes(16), length))
+    assert not harness.answer_is_expected(binary, harness_response(header + bytes(12), length))
+
+
+def load_result(rps: float) -> Any:
+    return harness.LoadResult(
+        requests_per_s=rps, p50_us=100.0, p99_us=200.0, non_2xx=0, socket_errors=0
+    )
+
+
+def test_harness_compares_grpc_with_json_and_cross_checks() -> None:
+    results = {
+        ("mp-mnist", "v2-json", 1): [load_result(100.0), load_result(200.0)],
+        ("mp-mnist", "v2-binary", 1): [load_result(150.0), load_result(300.0)],
+        ("mp-mnist", "pa-v2-binary", 1): [load_result(120.0), load_result(240.0)],
+        ("mp-mnist", "v2-grpc", 1): [load_result(160.0), load_result(300.0)],
+        ("floor-echo", "v2-json", 1): [load_result(400.0), load_result(400.0)],
+    }
+    measurements = harness.Measurements(results, {})
+    cells = harness.aggregate(measurements)
+    assert cells[("mp-mnist", "v2-grpc", 1)].vs_json == pytest.approx(1.55)  # median of 1.6, 1.5
+    assert cells[("mp-mnist", "v2-grpc", 1)].ratio is None  # the floor has no gRPC
+    assert cells[("mp-mnist", "v2-binary", 1)].ratio == pytest.approx(0.5625)
+    groups = [harness.Group("mnist", "pa-v2-binary", 1, ("mp-mnist",), cross_check=True)]
+    rows = harness.cross_check_rows(groups, cells, measurements)
+    assert [(row[1], row[3], row[-1]) for row in rows] == [
+        ("V2 binary", "wrk", "1.00x"),
+        ("V2 binary", "perf_analyzer", "0.80x"),
+        ("V2 gRPC", "perf_analyzer", "1.03x"),
+    ]
+    target = harness.target_grpc(measurements, harness.ENDPOINT_BY_KEY["mp-mnist"], 1)
+    assert target.met
+    assert target.measured.startswith("1.55x")
+
+
+def test_harness_skips_perf_analyzer_cells_when_it_is_missing(tmp_path: Path) -> None:
+    path, note = harness.find_perf_analyzer(tmp_path / "perf_analyzer", skip=False)
+    assert path is None
+    assert "run `make tools`" in note
+    assert harness.find_perf_analyzer(tmp_path, skip=True) == (
+        None,
+        "skipped with --no-perf-analyzer",
+    )
+    binary = tmp_path / "pa"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert harness.find_perf_analyzer(binary, skip=False) == (binary, "")
+    settings = harness.Settings(
+        duration_s=4,
+        rounds=3,
+        warmup_s=1,
+        calls=20000,
+        families=harness.FAMILIES,
+        floor=harness.DEFAULT_FLOOR,
+        output=None,
+        quick=False,
+        perf_analyzer=None,
+        perf_analyzer_note=note,
+    )
+    assert not harness.uses_perf_analyzer(harness.settings_plan(settings))
+    (target,) = harness.grpc_targets(harness.Measurements({}, {}), settings)
+    assert target.met is None
+    assert "make tools" in target.measured
+
+
+def test_harness_command_line() -> None:
+    args = harness.parse_args(["--models", "tabular,mnist", "--no-perf-analyzer"])
+    assert args.models == ("mnist", "tabular")
+    assert args.no_perf_analyzer
+    assert harness.parse_args([]).models == ("mnist", "tabular", "minilm")
+    settings = harness.Settings(
+        duration_s=4,
+        rounds=3,
+        warmup_s=1,
+        calls=20000,
+        families=("mnist", "tabular"),
+        floor=harness.DEFAULT_FLOOR,
+        output=None,
+        quick=False,
+        perf_analyzer=None,
+        perf_analyzer_note="skipped with --no-perf-analyzer",
+    )
+    assert harness.reproduce_command(settings) == (
+        ".venv/bin/python benchmarks/run.py --duration 4 --rounds 3 --models mnist,tabular "
+        "--no-perf-analyzer"
+    )

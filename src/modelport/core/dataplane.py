@@ -109,6 +109,11 @@ class RepositoryControl(Protocol):
         """Unload a model and keep it unloaded until loaded again."""
         ...
 
+    async def reload_config(self, config_text: str) -> None:
+        """Serve exactly the models of a TF Serving ``model_config_list`` (text format), once
+        their loads settle; raise if the server was not started from a model config file."""
+        ...
+
 
 class RequestObserver(Protocol):
     """Hears of every inference request answered, for metrics."""
@@ -247,6 +252,10 @@ class DataPlane:
     async def unload(self, name: str) -> None:
         """Unload a model until it is loaded again."""
         await self._require_control().unload(name)
+
+    async def reload_config(self, config_text: str) -> None:
+        """Replace the served models with those of a TF Serving model config (text format)."""
+        await self._require_control().reload_config(config_text)
 
     @property
     def model_control(self) -> bool:

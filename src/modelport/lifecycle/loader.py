@@ -26,6 +26,7 @@ from modelport.runtimes import (
     known_model_files,
     select_runtime,
 )
+from modelport.runtimes.mar_archive import ArchiveLimits
 from modelport.types import Datatype, Signature, TensorSpec
 
 __all__ = ["LoadedVersion", "apply_overrides", "load_version", "runtime_options", "warm_up"]
@@ -87,6 +88,16 @@ def runtime_options(config: ModelConfig) -> RuntimeOptions:
             ExecutionProvider(p.name, dict(p.options)) for p in section.execution_providers
         ),
         graph_optimization_level=section.graph_optimization_level,
+        allow_unsafe_pickle=config.allow_unsafe_pickle,
+        declared_inputs=tuple(config.inputs),
+        declared_outputs=tuple(config.outputs),
+        handler=config.handler,
+        max_batch_size=(
+            config.dynamic_batching.max_batch_size
+            if config.dynamic_batching is not None
+            else config.max_batch_size
+        ),
+        archive_limits=ArchiveLimits(**config.archive.model_dump()),
     )
 
 

@@ -145,13 +145,29 @@ class ConfigFileRepository(RepositorySource):
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"cannot read the model config file {self.path}: {exc}") from exc
         entries = parse_model_config_text(text, self.path.parent)
+        self._warn_unused(entries, self.path.name)
+        return entries
+
+    def _warn_unused(self, entries: list[ConfigEntry], where: str) -> None:
         for entry in entries:
             if entry.has_logging_config:
                 self._once(
                     logging.WARNING,
-                    f"model {entry.name}: logging_config in {self.path.name} is not used by "
-                    "modelport and is ignored",
+                    f"model {entry.name}: logging_config in {where} is not used by modelport and "
+                    "is ignored",
                 )
+
+    def replace(self, text: str) -> list[ConfigEntry]:
+        """Serve the models of ``text`` (a model config, relative paths taken from the file's
+        folder) instead of the file's; raise ValueError if it is invalid.
+
+        The file is not rewritten: with ``poll_wait_s`` set, its content is served again once it
+        is next re-read, as in TF Serving.
+        """
+        entries = parse_model_config_text(text, self.path.parent)
+        self._warn_unused(entries, "the reloaded model config")
+        self._entries = entries
+        self._read_at = time.monotonic()
         return entries
 
     def _maybe_reload(self) -> None:

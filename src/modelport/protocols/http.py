@@ -16,12 +16,11 @@ microsecond here is paid on every request:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from modelport.errors import (
@@ -33,6 +32,7 @@ from modelport.errors import (
     UnsupportedMediaType,
 )
 from modelport.protocols.errors import error_response
+from modelport.protocols.inflight import Inflight
 from modelport.protocols.wire import HttpResponse
 
 __all__ = ["BODY_CONTENT_TYPES", "HttpApp", "HttpRequest", "HttpResponse", "Mount", "Route"]
@@ -101,22 +101,6 @@ class Mount:
     (draining, body size, Content-Type, unmatched path)."""
 
 
-@dataclass(slots=True)
-class _Inflight:
-    """Requests being answered, and who waits for there to be none (only at shutdown)."""
-
-    count: int = 0
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
-
-    def done(self) -> None:
-        self.count -= 1
-        if self.count == 0 and self.waiters:
-            for waiter in self.waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-            self.waiters.clear()
-
-
 class HttpApp:
     """Routes HTTP requests to the protocol surfaces; usable directly or as an ASGI app."""
 
@@ -130,7 +114,7 @@ class HttpApp:
         self._mounts = tuple(mounts)
         self._max_body = max_body_bytes
         self._is_draining = is_draining
-        self._inflight = _Inflight()
+        self._inflight = Inflight()
         self._route_cache: dict[tuple[str, str], tuple[Route, re.Match[str]]] = {}
 
     @property
@@ -140,12 +124,7 @@ class HttpApp:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if ``timeout`` passed first."""
-        if self._inflight.count == 0:
-            return True
-        idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight.waiters.append(idle)
-        done, _ = await asyncio.wait({idle}, timeout=timeout)
-        return bool(done)
+        return await self._inflight.wait_idle(timeout)
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request whose body has been read (up to the limit). Never raises."""

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from modelport.model_config import TensorOverride
+from modelport.runtimes.mar_archive import ArchiveLimits
 from modelport.types import Signature
 
 __all__ = ["ExecutionProvider", "Runtime", "RuntimeOptions", "available_cpus"]
@@ -49,6 +51,19 @@ class RuntimeOptions:
     inter_op_threads: int = 0
     execution_providers: tuple[ExecutionProvider, ...] = ()
     graph_optimization_level: str = "all"
+    #: Whether an engine may unpickle the model file (``allow_unsafe_pickle`` in config.yaml).
+    allow_unsafe_pickle: bool = False
+    #: ``config.yaml``'s ``inputs:`` and ``outputs:``, for engines whose model files do not record
+    #: their tensors' types (TorchScript); other engines leave them to the loader's checks.
+    declared_inputs: tuple[TensorOverride, ...] = ()
+    declared_outputs: tuple[TensorOverride, ...] = ()
+    #: The handler class (or function) a Python handler file serves (``handler`` in config.yaml).
+    handler: str | None = None
+    #: The most rows one ``infer`` call gets: ``dynamic_batching.max_batch_size``, else
+    #: ``max_batch_size`` (0: no limit).
+    max_batch_size: int = 0
+    #: Extraction limits for a TorchServe ``.mar`` archive (``archive:`` in config.yaml).
+    archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
 
 
 class Runtime(ABC):
@@ -58,6 +73,9 @@ class Runtime(ABC):
     platform: ClassVar[str]
     #: The file name looked for in a version folder when the config names none.
     default_model_filename: ClassVar[str]
+    #: Whether a call measured to be quick may run inline on the event loop (see
+    #: ``core.dispatch``); engines that may hold the GIL for long (Python handlers) say False.
+    may_run_inline: ClassVar[bool] = True
 
     @classmethod
     @abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -84,19 +84,27 @@ class OnnxRuntime(Runtime):
 
     @classmethod
     def load(cls, model_path: Path, options: RuntimeOptions, context: str = "") -> OnnxRuntime:
+        return cls.from_source(str(model_path), model_path.name, options, context)
+
+    @classmethod
+    def from_source(
+        cls, source: str | bytes, name: str, options: RuntimeOptions, context: str = ""
+    ) -> Self:
+        """A session on ``source``: a file path, or a serialized ONNX model (e.g. one converted
+        in memory). ``name`` names the model in error messages."""
         import onnxruntime as ort
 
         session_options = _session_options(ort, options)
         providers = _choose_providers(ort, options.execution_providers, context)
         try:
             session = ort.InferenceSession(
-                str(model_path),
+                source,
                 sess_options=session_options,
                 providers=[p.name for p in providers],
                 provider_options=[dict(p.options) for p in providers],
             )
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise ModelLoadError(f"onnxruntime could not load {model_path.name}: {exc}") from exc
+            raise ModelLoadError(f"onnxruntime could not load {name}: {exc}") from exc
         signature = Signature(
             inputs=tuple(_spec(arg) for arg in session.get_inputs()),
             outputs=tuple(_spec(arg) for arg in session.get_outputs()),

@@ -1,7 +1,7 @@
 """Where engine calls run: in the worker pool first, inline once measured quick.
 
-Durations come from a fake clock that the engine call itself advances, so no test depends on
-real timings; which thread ran a call is read with ``threading.get_ident``.
+Durations come from fake wall and CPU clocks that the engine call itself advances, so no test
+depends on real timings; which thread ran a call is read with ``threading.get_ident``.
 """
 
 from __future__ import annotations
@@ -34,16 +34,23 @@ class Engine:
 
     def __init__(self) -> None:
         self.now = 1000.0
+        self.cpu = 10.0
         self.duration = 1e-6
+        #: Seconds of each call spent preempted: on the wall clock but not the CPU clock.
+        self.stall = 0.0
         self.threads: list[int] = []
         self.runtime = MockRuntime(SIG, self._infer)
 
     def clock(self) -> float:
         return self.now
 
+    def cpu_clock(self) -> float:
+        return self.cpu
+
     def _infer(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         self.threads.append(threading.get_ident())
-        self.now += self.duration
+        self.now += self.duration + self.stall
+        self.cpu += self.duration
         x = inputs["x"]
         return {"y": x * 2, "n": np.array(x.size)}
 
@@ -51,7 +58,9 @@ class Engine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
     engine = Engine()
-    monkeypatch.setattr(dispatch, "time", SimpleNamespace(perf_counter=engine.clock))
+    monkeypatch.setattr(
+        dispatch, "time", SimpleNamespace(perf_counter=engine.clock, thread_time=engine.cpu_clock)
+    )
     return engine
 
 
@@ -120,8 +129,12 @@ def test_three_surprises_send_the_version_to_the_pool_for_a_penalty(
     dispatcher = Dispatcher(pool, BUDGET)
     quick = [(1e-6, SMALL)] * 30
     surprise = [(11 * BUDGET, SMALL)]  # inline, far over its prediction and ten budgets
+    _run_calls(dispatcher, engine, estimate, quick + surprise)
+    assert estimate.surprises == 0, "the first surprise is not counted"
+    assert estimate.verify_left == 10_000, "it turns on timing by the CPU clock"
     inline = _run_calls(dispatcher, engine, estimate, quick + surprise + quick + surprise)
     assert inline[-1], "each surprise so far ran inline after quick calls"
+    assert estimate.surprises == 2, "the CPU clock confirmed both"
     assert not estimate.penalised, "two surprises are tolerated (a stall can happen)"
     inline = _run_calls(dispatcher, engine, estimate, quick + surprise + quick)
     assert inline[30], "the third surprise ran inline too"
@@ -131,6 +144,37 @@ def test_three_surprises_send_the_version_to_the_pool_for_a_penalty(
     assert estimate.penalty_left == 1000 - 30
     # The per-byte estimate has come back under budget; only the penalty keeps it off-loop.
     assert (estimate.predict(400) or 0.0) <= BUDGET
+
+
+def test_stalls_that_used_no_cpu_are_neither_surprises_nor_measurements(
+    engine: Engine, pool: ThreadPoolExecutor
+) -> None:
+    estimate = ComputeEstimate()
+    dispatcher = Dispatcher(pool, BUDGET)
+    _run_calls(dispatcher, engine, estimate, [(1e-6, SMALL)] * 10)
+    rate = estimate.seconds_per_byte
+    assert estimate.verify_left == 0, "quick calls read only the wall clock"
+    engine.stall = 50 * BUDGET  # preempted: 50 ms on the wall clock, 1 µs on the CPU
+    inline = _run_calls(dispatcher, engine, estimate, [(1e-6, SMALL)] * 21)
+    assert all(inline), "a preempted thread says nothing about the model"
+    assert not estimate.penalised
+    assert estimate.surprises == 0
+    assert estimate.stalls == 20, "the first was not CPU-timed; it turned CPU timing on"
+    assert estimate.verify_left == 10_000 - 20
+    assert estimate.seconds_per_byte == rate
+
+
+def test_too_many_stalls_count_as_surprises(engine: Engine, pool: ThreadPoolExecutor) -> None:
+    # An engine that waits off the CPU (a blocked thread pool, say) looks like a run of stalls.
+    estimate = ComputeEstimate()
+    dispatcher = Dispatcher(pool, BUDGET)
+    _run_calls(dispatcher, engine, estimate, [(1e-6, SMALL)] * 2)
+    estimate.seconds_per_byte = 1e-6 / 400
+    engine.stall = 50 * BUDGET
+    inline = _run_calls(dispatcher, engine, estimate, [(1e-6, SMALL)] * 103)
+    assert estimate.stalls == 100
+    assert estimate.surprises == 1, "the 101st excused stall was a surprise, and was measured"
+    assert inline == [True] * 102 + [False], "its measurement moved the next call to the pool"
 
 
 def test_the_version_returns_inline_after_its_penalty(
@@ -146,6 +190,8 @@ def test_the_version_returns_inline_after_its_penalty(
 def test_repeated_penalties_double_and_calm_halves_them() -> None:
     estimate = ComputeEstimate()
     estimate.observe(1e-6, 400, BUDGET)
+    estimate.observe(20 * BUDGET, 400, BUDGET)  # the first surprise only turns on CPU timing
+    assert estimate.surprises == 0
     for expected in (1000, 2000, 4000):
         for _ in range(3):
             estimate.observe(20 * BUDGET, 400, BUDGET)  # a surprise

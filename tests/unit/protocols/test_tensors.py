@@ -17,7 +17,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -32,14 +32,7 @@ from modelport.protocols.tensors import (
 )
 from modelport.protocols.wire import dump_json, dump_json_nonfinite, parse_json_object
 from modelport.types import Datatype
-
-PROPS = settings(max_examples=300, deadline=None, database=None)
-FUZZ = settings(
-    max_examples=400,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+from tests.hypothesis_settings import FUZZ, PROPS
 
 ALL = list(Datatype)
 NUMERIC = [d for d in Datatype if d is not Datatype.BYTES]

@@ -29,7 +29,13 @@ from modelport.protocols.tensors import (
 from modelport.protocols.wire import HttpResponse, parse_json_object
 from modelport.types import Datatype, InferRequest, InferResponse, Signature, TensorSpec
 
-__all__ = ["V2InferRequest", "decode_infer_request", "encode_infer_response", "tensor_metadata"]
+__all__ = [
+    "UNSUPPORTED_PARAMETERS",
+    "V2InferRequest",
+    "decode_infer_request",
+    "encode_infer_response",
+    "tensor_metadata",
+]
 
 OCTET_STREAM = b"application/octet-stream"
 HEADER_LENGTH = b"inference-header-content-length"
@@ -40,7 +46,8 @@ _OUTPUT_KEYS = frozenset({"name", "parameters"})
 _DATATYPES = {d.value: d for d in Datatype}
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 
-_UNSUPPORTED_PARAMETERS = {
+#: Request parameters of V2 extensions modelport does not implement (REST and gRPC refuse them).
+UNSUPPORTED_PARAMETERS = {
     "shared_memory_region": "shared memory is not supported; send the data in the request",
     "classification": "the classification extension is not supported; request the raw output",
 }
@@ -222,7 +229,7 @@ def _parameters(raw: Any, what: str) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise InvalidInput(f"'parameters' of {what} must be an object")
-    for key, message in _UNSUPPORTED_PARAMETERS.items():
+    for key, message in UNSUPPORTED_PARAMETERS.items():
         if key in raw:
             raise Unimplemented(f"{what}: {message}")
     return raw

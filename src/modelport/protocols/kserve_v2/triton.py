@@ -26,7 +26,12 @@ EXTENSIONS = ("binary_tensor_data", "model_repository", "model_configuration", "
 #: What ``max_batch_size`` reports for a batched model with no limit configured.
 NO_LIMIT = 2**31 - 1
 
-_BACKENDS = {"onnxruntime_onnx": "onnxruntime"}
+_BACKENDS = {
+    "onnxruntime_onnx": "onnxruntime",
+    "pytorch_libtorch": "pytorch",
+    "pytorch_export": "pytorch",
+    "tensorflow_savedmodel": "tensorflow",
+}
 
 
 def _batched(target: ServedVersion) -> bool:

@@ -1,1 +1,1 @@
-"""TF Serving's REST API (the gRPC API follows in its own module)."""
+"""TF Serving's REST API (``rest``) and gRPC API (``grpc``), over the shared ``codec``."""

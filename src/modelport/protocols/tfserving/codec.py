@@ -9,7 +9,8 @@ written as ``{"b64": ...}``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence, Sized
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,18 +18,26 @@ import numpy as np
 from modelport.errors import FailedPrecondition, InvalidInput
 from modelport.model_config import ModelConfig
 from modelport.protocols.tensors import array_from_json, dump_outputs_json
-from modelport.types import Datatype, Signature, TensorSpec
+from modelport.types import Datatype, ModelState, Signature, TensorSpec, VersionStatus
 
 __all__ = [
     "DEFAULT_SIGNATURE",
+    "TF_DTYPES",
+    "TFVersionStatus",
     "check_signature_name",
+    "classifications",
+    "classify_outputs",
     "decode_examples",
     "decode_predict",
     "encode_classify",
     "encode_predict",
     "encode_regress",
+    "feature_column",
     "predict_result",
+    "regress_output",
+    "regression_values",
     "signature_def",
+    "version_status",
 ]
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -36,7 +45,8 @@ DEFAULT_SIGNATURE = "serving_default"
 _PREDICT_KEYS = frozenset({"signature_name", "instances", "inputs"})
 _EXAMPLE_KEYS = frozenset({"signature_name", "context", "examples"})
 
-_TF_DTYPES = {
+#: Each datatype as TensorFlow's ``DataType`` enum names it.
+TF_DTYPES = {
     Datatype.BOOL: "DT_BOOL",
     Datatype.UINT8: "DT_UINT8",
     Datatype.UINT16: "DT_UINT16",
@@ -229,30 +239,57 @@ def decode_examples(doc: dict[str, Any], signature: Signature) -> dict[str, np.n
     context = doc.get("context", {})
     if not isinstance(context, dict):
         raise InvalidInput("'context' must be an object of features shared by all examples")
-    return {spec.name: _feature_column(spec, examples, context) for spec in signature.inputs}
+    return {
+        spec.name: feature_column(spec, _feature_rows(spec, examples, context), _to_array)
+        for spec in signature.inputs
+    }
 
 
-def _feature_column(
+def _feature_rows(
     spec: TensorSpec, examples: list[Any], context: dict[str, Any]
-) -> np.ndarray[Any, Any]:
-    values = []
+) -> list[list[Any] | None]:
+    rows: list[list[Any] | None] = []
     for index, example in enumerate(examples):
         if not isinstance(example, dict):
             raise InvalidInput(f"example {index} must be an object of features")
         value = example.get(spec.name, context.get(spec.name))
-        if value is None:
+        if value is not None:
+            value = value if isinstance(value, list) else [value]
+            if any(isinstance(v, list | dict) and not _is_b64(v) for v in value):
+                raise InvalidInput(f"feature {spec.name!r} of example {index} must be a flat list")
+        rows.append(value)
+    return rows
+
+
+#: Turns one feature's rows (a list per example, all of one length) into a 2-D array.
+RowsToArray = Callable[[list[Any], TensorSpec], np.ndarray[Any, Any]]
+
+
+def feature_column(
+    spec: TensorSpec,
+    rows: Sequence[Sized | None],
+    to_array: RowsToArray,
+    context: str = "'context'",
+) -> np.ndarray[Any, Any]:
+    """The model input ``spec`` from the feature of the same name in every example.
+
+    ``rows[i]`` holds example i's values of the feature (taken from the context when the
+    example has none; None when neither has it), in whatever form the protocol decoded;
+    ``to_array`` converts the rows to a [examples, values] array of the input's datatype. The
+    values of one example fill the input's dimensions after the batch dimension.
+    """
+    present: list[Sized] = []
+    for index, row in enumerate(rows):
+        if row is None:
             raise InvalidInput(
-                f"example {index} has no feature {spec.name!r} (nor does 'context'); the model "
+                f"example {index} has no feature {spec.name!r} (nor does {context}); the model "
                 f"reads {spec.describe()}"
             )
-        value = value if isinstance(value, list) else [value]
-        if any(isinstance(v, list | dict) and not _is_b64(v) for v in value):
-            raise InvalidInput(f"feature {spec.name!r} of example {index} must be a flat list")
-        values.append(value)
-    flat = _to_array(values, spec) if len({len(v) for v in values}) == 1 else None
-    if flat is None:
+        present.append(row)
+    if len({len(row) for row in present}) != 1:
         raise InvalidInput(f"feature {spec.name!r} has a different length in different examples")
-    return flat.reshape(_example_shape(spec, len(examples), flat.shape[1]))
+    flat = to_array(present, spec)
+    return flat.reshape(_example_shape(spec, len(present), len(present[0])))
 
 
 def _example_shape(spec: TensorSpec, count: int, length: int) -> tuple[int, ...]:
@@ -327,15 +364,22 @@ def encode_classify(
     outputs: dict[str, np.ndarray[Any, Any]], names: Sequence[str], config: ModelConfig
 ) -> bytes:
     """``{"results": [[[label, score], ...] per example]}``."""
-    scores = outputs[names[0]]
-    if scores.ndim != 2:
-        raise FailedPrecondition(f"output {names[0]!r} must be [batch, classes] to classify")
-    labels = _class_labels(outputs, names, config, scores.shape)
+    scores, labels = classifications(outputs, names, config)
     results = [
         [[labels[row][k], scores[row, k]] for k in range(scores.shape[1])]
         for row in range(scores.shape[0])
     ]
     return dump_outputs_json({"results": results}, [scores])
+
+
+def classifications(
+    outputs: dict[str, np.ndarray[Any, Any]], names: Sequence[str], config: ModelConfig
+) -> tuple[np.ndarray[Any, Any], list[list[str]]]:
+    """The scores [examples, classes] of a classify call, and the label of each score."""
+    scores = outputs[names[0]]
+    if scores.ndim != 2:
+        raise FailedPrecondition(f"output {names[0]!r} must be [batch, classes] to classify")
+    return scores, _class_labels(outputs, names, config, scores.shape)
 
 
 def _class_labels(
@@ -367,8 +411,48 @@ def _label_text(value: Any) -> str:
 
 def encode_regress(outputs: dict[str, np.ndarray[Any, Any]], name: str) -> bytes:
     """``{"results": [value per example]}``."""
+    return dump_outputs_json({"results": regression_values(outputs, name)}, [outputs[name]])
+
+
+def regression_values(outputs: dict[str, np.ndarray[Any, Any]], name: str) -> np.ndarray[Any, Any]:
+    """One value per example: the first of each row of the regress output."""
     values = outputs[name]
-    return dump_outputs_json({"results": values.reshape(values.shape[0], -1)[:, 0]}, [values])
+    return values.reshape(values.shape[0], -1)[:, 0]
+
+
+# ---- status -----------------------------------------------------------------------------------
+
+#: ModelState as TF Serving's ModelVersionStatus.State; a failed version reports END + its error.
+_TF_STATE = {
+    ModelState.START: "START",
+    ModelState.LOADING: "LOADING",
+    ModelState.AVAILABLE: "AVAILABLE",
+    ModelState.UNLOADING: "UNLOADING",
+    ModelState.END: "END",
+    ModelState.FAILED: "END",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TFVersionStatus:
+    """One ``ModelVersionStatus`` as TF Serving reports it, by enum names."""
+
+    version: int
+    state: str
+    error_code: str
+    error_message: str
+
+
+def version_status(status: VersionStatus) -> TFVersionStatus:
+    """A version's state in TF Serving's terms: a version that failed to load is END with
+    error code UNKNOWN and the reason."""
+    failed = status.state is ModelState.FAILED
+    return TFVersionStatus(
+        version=status.version,
+        state=_TF_STATE[status.state],
+        error_code="UNKNOWN" if failed else "OK",
+        error_message=(status.error or "") if failed else "",
+    )
 
 
 # ---- metadata --------------------------------------------------------------------------------
@@ -376,7 +460,7 @@ def encode_regress(outputs: dict[str, np.ndarray[Any, Any]], name: str) -> bytes
 
 def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
     return {
-        "dtype": _TF_DTYPES[spec.datatype],
+        "dtype": TF_DTYPES[spec.datatype],
         "tensor_shape": {
             "dim": [{"size": str(d), "name": ""} for d in spec.shape],
             "unknown_rank": False,

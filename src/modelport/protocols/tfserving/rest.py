@@ -20,7 +20,7 @@ from modelport.errors import InvalidInput, ModelportError, NotFound
 from modelport.protocols.http import HttpRequest, Mount, Route
 from modelport.protocols.tfserving import codec
 from modelport.protocols.wire import HttpResponse, json_response, parse_json_object
-from modelport.types import InferRequest, ModelState, VersionStatus
+from modelport.types import InferRequest, VersionStatus
 
 __all__ = ["TFServingRest"]
 
@@ -30,16 +30,6 @@ _TARGET = (
 _INT64_MAX = 2**63 - 1
 #: How the metrics name this surface.
 PROTOCOL = "tfserving_rest"
-
-#: ModelState as TF Serving's ModelVersionStatus.State; a failed version reports END + its error.
-_TF_STATE = {
-    ModelState.START: "START",
-    ModelState.LOADING: "LOADING",
-    ModelState.AVAILABLE: "AVAILABLE",
-    ModelState.UNLOADING: "UNLOADING",
-    ModelState.END: "END",
-    ModelState.FAILED: "END",
-}
 
 
 class TFServingRest:
@@ -113,14 +103,11 @@ class TFServingRest:
 
 
 def _version_status(status: VersionStatus) -> dict[str, object]:
-    failed = status.state is ModelState.FAILED
+    tf = codec.version_status(status)
     return {
-        "version": str(status.version),
-        "state": _TF_STATE[status.state],
-        "status": {
-            "error_code": "UNKNOWN" if failed else "OK",
-            "error_message": status.error or "" if failed else "",
-        },
+        "version": str(tf.version),
+        "state": tf.state,
+        "status": {"error_code": tf.error_code, "error_message": tf.error_message},
     }
 
 

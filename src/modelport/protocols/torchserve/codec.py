@@ -3,9 +3,13 @@
 A TorchServe request carries one payload for the model's handler: the whole body (``curl -T``,
 ``curl -d``, any Content-Type), or the part named ``data`` (else ``body``) of a
 ``multipart/form-data`` body (``curl -F data=@file``), as TorchServe's default handlers read it.
-What the payload means is the handler's business. A plain ONNX model has no handler, so modelport
-reads its payload as TF Serving's predict JSON: a list of instances, ``{"instances": [...]}`` or
-``{"inputs": ...}``, and answers the predictions themselves, without TF Serving's wrapper.
+What the payload means is the handler's business. A model served by a handler (platform
+``python``) whose one input is BYTES gets the payload as one request row, decoded as TorchServe
+decodes it (the parsed JSON of an ``application/json`` payload, the text of a ``text/*`` one, else
+the bytes), and its answer is that request's result: bytes as they are, text as text, anything
+else as JSON. A plain ONNX model has no handler, so modelport reads its payload as TF Serving's
+predict JSON: a list of instances, ``{"instances": [...]}`` or ``{"inputs": ...}``, and answers the
+predictions themselves, without TF Serving's wrapper.
 
 Errors are TorchServe's ``{"code": status, "type": "<Exception>", "message": "..."}``.
 """
@@ -38,12 +42,13 @@ from modelport.protocols.errors import error_headers
 from modelport.protocols.tensors import dump_outputs_json
 from modelport.protocols.tfserving import codec as tfserving
 from modelport.protocols.wire import HttpResponse, json_kind, parse_json
-from modelport.types import Signature
+from modelport.types import Datatype, Signature
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 __all__ = [
+    "HANDLER_PLATFORMS",
     "MAX_PARTS",
     "PAYLOAD_FIELDS",
     "Payload",
@@ -51,7 +56,10 @@ __all__ = [
     "encode_predictions",
     "error_response",
     "error_type",
+    "handler_answer",
+    "handler_inputs",
     "read_payload",
+    "takes_payload",
 ]
 
 #: Multipart field names holding the payload, in order of preference (TorchServe's default
@@ -62,6 +70,10 @@ PAYLOAD_FIELDS = (b"data", b"body")
 MAX_PARTS = 64
 
 _JSON_START = re.compile(rb"\s*[\[{]")
+#: Platforms of models served by a TorchServe-style handler, which read the payload themselves.
+HANDLER_PLATFORMS = frozenset({"python", "torchserve"})
+_TEXT = b"text/plain; charset=utf-8"
+_OCTETS = b"application/octet-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +216,68 @@ def decode_instances(
             f"'inputs', not {json_kind(doc)}"
         )
     return tfserving.decode_predict(doc, signature)
+
+
+def takes_payload(platform: str, signature: Signature) -> bool:
+    """Whether the model's handler reads the payload itself: a handler model with one BYTES
+    input."""
+    inputs = signature.inputs
+    return (
+        platform in HANDLER_PLATFORMS
+        and len(inputs) == 1
+        and inputs[0].datatype is Datatype.BYTES
+        and len(inputs[0].shape) == 1
+    )
+
+
+def handler_inputs(payload: Payload, signature: Signature) -> dict[str, np.ndarray[Any, Any]]:
+    """The payload as one request row of the handler's input, decoded as TorchServe does."""
+    row = np.empty(1, dtype=object)
+    row[0] = _decoded(payload)
+    return {signature.inputs[0].name: row}
+
+
+def _decoded(payload: Payload) -> Any:
+    kind, data = payload.content_type, payload.data
+    if kind == "application/json":
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return data
+    if kind.startswith("text"):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
+    return data
+
+
+def handler_answer(outputs: dict[str, np.ndarray[Any, Any]]) -> HttpResponse:
+    """The handler's result for the one request: a BYTES result as it is (JSON, text or bytes,
+    told by its content), any other as JSON."""
+    if len(outputs) == 1:
+        (arr,) = outputs.values()
+        if arr.dtype == object and arr.shape == (1,):
+            value = arr[0]
+            data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            return HttpResponse(200, data, content_type=_content_type(data))
+    rows = tfserving.predict_result(outputs, row_format=True)
+    doc = rows[0] if isinstance(rows, (list, np.ndarray)) and len(rows) == 1 else rows
+    return HttpResponse(200, dump_outputs_json(doc, outputs.values()))
+
+
+def _content_type(data: bytes) -> bytes:
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        return b"application/json"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _OCTETS
+    return _TEXT
 
 
 def _is_json(payload: Payload) -> bool:

@@ -8,7 +8,8 @@ POST, PUT   ``/predictions/{model}[/{version}]``    the model's predictions
 
 TorchServe versions are strings such as ``"1.0"``; modelport's are positive integers, so
 ``2`` and ``2.0`` name version 2 and any other version is not found. Bodies of any
-Content-Type are taken, multipart forms included (see ``codec``). Errors, including those the
+Content-Type are taken, multipart forms included (see ``codec``); a model served by a Python
+handler gets the payload itself, as TorchServe passes it. Errors, including those the
 HTTP layer raises on these paths (draining, size, unknown paths), take TorchServe's
 ``{"code", "type", "message"}`` shape.
 """
@@ -65,6 +66,10 @@ class TorchServeRest:
         payload = codec.read_payload(request.body, request.header(b"content-type"))
         dataplane = self._dataplane
         with dataplane.lease(name, version, protocol=PROTOCOL) as target:
+            if codec.takes_payload(target.platform, target.signature):
+                inputs = codec.handler_inputs(payload, target.signature)
+                response = await dataplane.infer(target, InferRequest(inputs))
+                return codec.handler_answer(response.outputs)
             inputs, row_format = codec.decode_instances(payload, target.signature, name)
             response = await dataplane.infer(target, InferRequest(inputs))
             return HttpResponse(200, codec.encode_predictions(response.outputs, row_format))

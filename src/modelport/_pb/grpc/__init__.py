@@ -1,0 +1,1 @@
+"""Generated protocol buffer code; regenerate with scripts/gen_protos.py."""
