@@ -351,6 +351,27 @@ def bad_input(stub: Any, limits_json: str) -> dict[str, Any]:
     return results
 
 
+def signatures(stub: Any, request_json: str) -> dict[str, Any]:
+    """Predict with each ``signature_name`` of a JSON document {model, inputs, signatures}."""
+    doc = json.loads(request_json)
+    answers: dict[str, Any] = {}
+    for name in doc["signatures"]:
+        request = predict_pb2.PredictRequest()
+        spec(request.model_spec, doc["model"])
+        request.model_spec.signature_name = name
+        for alias, values in doc["inputs"].items():
+            request.inputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(values, np.float32)))
+
+        def call(request: Any = request) -> dict[str, Any]:
+            response = stub.Predict(request, timeout=TIMEOUT_S)
+            outputs = {key: tf.make_ndarray(t).tolist() for key, t in response.outputs.items()}
+            return {"outputs": outputs, "model_spec": describe_spec(response.model_spec)}
+
+        answers[name] = attempt(call)
+    answers["metadata"] = metadata(stub, doc["model"])["signatures"]
+    return answers
+
+
 def main(argv: list[str]) -> int:
     scenario, target = argv[1], argv[2]
     argument = argv[3] if len(argv) > 3 else ""
@@ -366,6 +387,7 @@ def main(argv: list[str]) -> int:
         "errors": lambda: errors(stub),
         "parity": lambda: parity(stub, argument),
         "bad_input": lambda: bad_input(stub, argument),
+        "signatures": lambda: signatures(stub, argument),
     }
     print(json.dumps(runs[scenario]()))
     return 0

@@ -15,6 +15,7 @@ import ml_dtypes
 import numpy as np
 
 __all__ = [
+    "DEFAULT_SIGNATURE_NAME",
     "Datatype",
     "IndexEntry",
     "InferRequest",
@@ -102,6 +103,10 @@ class TensorSpec:
 InputCheck = tuple[str, np.dtype[Any], int, tuple[tuple[int, int], ...]]
 
 
+#: The signature every protocol serves; TF Serving's name for it.
+DEFAULT_SIGNATURE_NAME = "serving_default"
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     """The inputs and outputs of a model version, in the model's own order."""
@@ -144,13 +149,15 @@ class Signature:
 class InferRequest:
     """One inference call after decoding: named numpy inputs and the outputs wanted.
 
-    ``outputs`` None means every output of the model.
+    ``outputs`` None means every output of the model. ``signature`` names another signature
+    than ``serving_default`` (a SavedModel's, by TF Serving's ``signature_name``).
     """
 
     inputs: dict[str, np.ndarray[Any, Any]]
     outputs: list[str] | None = None
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    signature: str | None = None
 
 
 @dataclass(slots=True)

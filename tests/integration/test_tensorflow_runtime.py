@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from tests.integration.test_tfserving_grpc import client as tf_client
 from tests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +63,21 @@ class Tagger(tf.Module):
     def total(self, features):
         return {"total": tf.reduce_sum(features, axis=1)}
 
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="anything")])
+    def unranked(self, anything):
+        return {"same": anything}
+
 
 folder, answers = sys.argv[1], sys.argv[2]
 model = Tagger()
 tf.saved_model.save(
-    model, folder, signatures={"serving_default": model.serve, "total": model.total}
+    model,
+    folder,
+    signatures={
+        "serving_default": model.serve,
+        "total": model.total,
+        "unranked": model.unranked,
+    },
 )
 features = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
 shift = np.array([1, 2, 3], dtype=np.int64)
@@ -81,6 +92,7 @@ with open(answers, "w") as f:
             "scores": out["scores"].numpy().tolist(),
             "shifted": out["shifted"].numpy().tolist(),
             "label": [v.decode() for v in out["label"].numpy()],
+            "total": model.total(tf.constant(features))["total"].numpy().tolist(),
         },
         f,
     )
@@ -178,22 +190,61 @@ def test_tf_serving_rest_predict_answers_what_tensorflow_answers(
         check_answers(got, expected)
 
 
-def test_a_signature_other_than_serving_default_is_refused_as_tf_serving_does(
+def test_tf_serving_rest_runs_the_signature_a_request_names(
     server: ServerProcess, built: tuple[Path, dict[str, Any]]
 ) -> None:
     _, expected = built
-    doc = {"signature_name": "total", "inputs": {"features": expected["features"]}}
-    answer = httpx.post(f"{server.url}/v1/models/tagger:predict", json=doc, timeout=30)
-    assert answer.status_code == 400
-    assert 'Serving signature name: "total" not found in signature def' in answer.json()["error"]
-    assert "other signatures (total) are not served" in server.log()
+    url = f"{server.url}/v1/models/tagger:predict"
+    columns = {"signature_name": "total", "inputs": {"features": expected["features"]}}
+    answer = httpx.post(url, json=columns, timeout=30)
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["outputs"], expected["total"], rtol=1e-6)
+    rows = {"signature_name": "total", "instances": expected["features"]}
+    answer = httpx.post(url, json=rows, timeout=30)
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["predictions"], expected["total"], rtol=1e-6)
+
+
+def test_an_unknown_or_unservable_signature_is_refused_naming_the_served_ones(
+    server: ServerProcess, built: tuple[Path, dict[str, Any]]
+) -> None:
+    _, expected = built
+    for name in ("other", "unranked"):
+        doc = {"signature_name": name, "inputs": {"features": expected["features"]}}
+        answer = httpx.post(f"{server.url}/v1/models/tagger:predict", json=doc, timeout=30)
+        assert answer.status_code == 400
+        message = answer.json()["error"]
+        assert f'Serving signature name: "{name}" not found in signature def.' in message
+        assert 'has the signatures "serving_default", "total"' in message
+    assert "signature 'unranked' is not served: input 'anything'" in server.log()
+
+
+def test_tf_serving_grpc_client_runs_named_signatures_and_lists_them(
+    server: ServerProcess, built: tuple[Path, dict[str, Any]]
+) -> None:
+    _, expected = built
+    request = {
+        "model": "tagger",
+        "inputs": {"features": expected["features"]},
+        "signatures": ["total", "other"],
+    }
+    answers = tf_client(server, "signatures", json.dumps(request))
+    np.testing.assert_allclose(answers["total"]["outputs"]["total"], expected["total"], rtol=1e-6)
+    assert answers["total"]["model_spec"]["signature_name"] == "total"
+    assert answers["other"]["code"] == "FAILED_PRECONDITION"
+    assert 'Serving signature key "other" not found.' in answers["other"]["details"]
+    metadata = answers["metadata"]
+    assert sorted(metadata) == ["serving_default", "total"]
+    assert metadata["total"]["inputs"]["features"]["shape"] == [-1, 4]
+    assert metadata["total"]["outputs"]["total"]["dtype"] == "float32"
 
 
 def test_metadata_gives_the_savedmodel_signature(server: ServerProcess) -> None:
     answer = httpx.get(f"{server.url}/v1/models/tagger/metadata", timeout=30)
     assert answer.status_code == 200, answer.text
     defs = answer.json()["metadata"]["signature_def"]["signature_def"]
-    assert list(defs) == ["serving_default"]
+    assert list(defs) == ["serving_default", "total"]
+    assert list(defs["total"]["outputs"]) == ["total"]
     inputs, outputs = defs["serving_default"]["inputs"], defs["serving_default"]["outputs"]
     assert {name: spec["dtype"] for name, spec in inputs.items()} == {
         "features": "DT_FLOAT",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -26,9 +27,9 @@ from modelport.core.dispatch import ComputeEstimate, Dispatcher
 from modelport.core.scheduling import Scheduler
 from modelport.core.stats import VersionStats
 from modelport.core.validation import check_inputs, resolve_outputs
-from modelport.errors import ModelportError, PermissionDenied
+from modelport.errors import ModelportError, NotFound, PermissionDenied
 from modelport.model_config import ModelConfig
-from modelport.runtimes.base import Runtime
+from modelport.runtimes.base import DEFAULT_SIGNATURE_NAME, Runtime
 from modelport.types import IndexEntry, InferRequest, InferResponse, Signature, VersionStatus
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "RepositoryControl",
     "RequestObserver",
     "ServedVersion",
+    "served_signatures",
 ]
 
 
@@ -209,6 +211,8 @@ class DataPlane:
 
     async def infer(self, target: ServedVersion, request: InferRequest) -> InferResponse:
         """Check the request against the signature, run the engine off-loop, return outputs."""
+        if request.signature not in (None, DEFAULT_SIGNATURE_NAME):
+            return await self._infer_signature(target, request.signature, request)
         model, version, signature = target.model, target.version, target.signature
         check_inputs(signature, request.inputs, target.config.max_batch_size, model, version)
         outputs = resolve_outputs(signature, request.outputs, model, version)
@@ -223,6 +227,23 @@ class DataPlane:
                 executions.on_batch(_rows(request.inputs), (0.0,), time.perf_counter() - started)
         else:
             result = await scheduler.submit(request.inputs, outputs, request.parameters)
+        return InferResponse(model, version, result, request.id)
+
+    async def _infer_signature(
+        self, target: ServedVersion, name: str, request: InferRequest
+    ) -> InferResponse:
+        """Run another signature than the default: checked the same way, never batched."""
+        model, version, runtime = target.model, target.version, target.runtime
+        signature = runtime.signatures.get(name)
+        if signature is None:
+            raise NotFound(
+                f"model {model} version {version} has no signature {name!r}; its signatures: "
+                f"{', '.join(sorted(runtime.signatures))}"
+            )
+        check_inputs(signature, request.inputs, target.config.max_batch_size, model, version)
+        outputs = resolve_outputs(signature, request.outputs, model, version)
+        call = partial(runtime.infer_signature, name, request.inputs, outputs)
+        result = await self._dispatcher.offload(call)
         return InferResponse(model, version, result, request.id)
 
     def status(
@@ -281,6 +302,15 @@ class DataPlane:
     def server_ready(self) -> bool:
         """Ready for traffic: not draining, and the models are ready (see ``ModelStore.ready``)."""
         return not self.draining and self._store.ready()
+
+
+def served_signatures(target: ServedVersion) -> dict[str, Signature]:
+    """Every signature of a served version, ``serving_default`` first, as served (after the
+    model configuration's overrides)."""
+    signatures = {DEFAULT_SIGNATURE_NAME: target.signature}
+    for name, signature in target.runtime.signatures.items():
+        signatures.setdefault(name, signature)
+    return signatures
 
 
 def _rows(inputs: Mapping[str, np.ndarray[Any, Any]]) -> int:

@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from modelport.runtimes.base import Runtime
+
+T = TypeVar("T")
 
 __all__ = ["ComputeEstimate", "Dispatcher"]
 
@@ -175,6 +177,10 @@ class Dispatcher:
         ):
             return self._timed(runtime, estimate, nbytes, inputs, outputs, inline=True)
         call = partial(self._timed, runtime, estimate, nbytes, inputs, outputs, inline=False)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def offload(self, call: Callable[[], T]) -> T:
+        """Run ``call`` in the worker pool (calls that are not timed for inline running)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _timed(

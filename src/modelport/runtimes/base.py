@@ -16,11 +16,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from modelport.errors import NotFound
 from modelport.model_config import TensorOverride
 from modelport.runtimes.mar_archive import ArchiveLimits
-from modelport.types import Signature
+from modelport.types import DEFAULT_SIGNATURE_NAME, Signature
 
-__all__ = ["ExecutionProvider", "Runtime", "RuntimeOptions", "available_cpus"]
+__all__ = [
+    "DEFAULT_SIGNATURE_NAME",
+    "ExecutionProvider",
+    "Runtime",
+    "RuntimeOptions",
+    "available_cpus",
+]
 
 
 def available_cpus() -> int:
@@ -100,6 +107,29 @@ class Runtime(ABC):
         self, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str]
     ) -> dict[str, np.ndarray[Any, Any]]:
         """Run the model; return the named ``outputs``. Thread-safe, may release the GIL."""
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        """Every signature the model has, by name; ``serving_default`` is ``signature``.
+
+        Only SavedModels have more than one. The others are served by TF Serving's protocols
+        when a request names them (``signature_name``), without dynamic batching.
+        """
+        return {DEFAULT_SIGNATURE_NAME: self.signature}
+
+    def infer_signature(
+        self,
+        name: str,
+        inputs: Mapping[str, np.ndarray[Any, Any]],
+        outputs: Sequence[str],
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Run the signature called ``name`` (``infer`` for ``serving_default``)."""
+        if name == DEFAULT_SIGNATURE_NAME:
+            return self.infer(inputs, outputs)
+        raise NotFound(
+            f"the model has no signature {name!r}; its signatures: "
+            f"{', '.join(sorted(self.signatures))}"
+        )
 
     @abstractmethod
     def unload(self) -> None:

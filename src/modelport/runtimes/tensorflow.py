@@ -2,10 +2,12 @@
 
 The version folder is laid out as TF Serving lays it out (``<model>/<version>/saved_model.pb``),
 so a TF Serving model repository is served as it is. The model is loaded with
-``tf.saved_model.load`` and its ``serving_default`` signature is served (platform
-``tensorflow_savedmodel``, Triton's name): that signature's inputs and outputs, by name, with
-their dtypes and shapes (-1 for a dimension of unknown size). Other signatures are listed in the
-load log line but not served; a request naming one gets TF Serving's "not found" answer.
+``tf.saved_model.load`` (platform ``tensorflow_savedmodel``, Triton's name). Its
+``serving_default`` signature is the model's signature for every protocol: inputs and outputs by
+name, with their dtypes and shapes (-1 for a dimension of unknown size). Every other signature is
+listed in ``signatures`` and runs through ``infer_signature`` when a TF Serving request names it
+(``signature_name``); a signature modelport cannot serve (a dtype it has no datatype for, an input
+of unknown rank) is left out with a warning naming it.
 
 ``infer`` wraps each numpy input in ``tf.constant`` (DT_STRING inputs take bytes), calls the
 signature's concrete function and returns the outputs as numpy arrays (DT_STRING outputs become
@@ -22,13 +24,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelport.errors import InvalidInput, ModelLoadError, RuntimeFailure
-from modelport.runtimes.base import Runtime, RuntimeOptions
+from modelport.runtimes.base import DEFAULT_SIGNATURE_NAME, Runtime, RuntimeOptions
 from modelport.types import Datatype, Signature, TensorSpec
 
 __all__ = ["SAVED_MODEL_FILE", "SERVING_SIGNATURE", "TensorFlowRuntime"]
@@ -36,7 +39,7 @@ __all__ = ["SAVED_MODEL_FILE", "SERVING_SIGNATURE", "TensorFlowRuntime"]
 log = logging.getLogger(__name__)
 
 SAVED_MODEL_FILE = "saved_model.pb"
-SERVING_SIGNATURE = "serving_default"
+SERVING_SIGNATURE = DEFAULT_SIGNATURE_NAME
 
 #: TensorFlow dtype names (``tf.float32.name``) and their V2 datatypes.
 _TF_TYPES: dict[str, Datatype] = {
@@ -66,15 +69,13 @@ class TensorFlowRuntime(Runtime):
     platform = "tensorflow_savedmodel"
     default_model_filename = SAVED_MODEL_FILE
 
-    def __init__(self, tf: Any, loaded: Any, function: Any, signature: Signature) -> None:
+    def __init__(self, tf: Any, loaded: Any, functions: Mapping[str, _Served]) -> None:
         self._tf = tf
-        #: The loaded SavedModel: holding it keeps the function's variables alive.
+        #: The loaded SavedModel: holding it keeps the functions' variables alive.
         self._loaded: Any = loaded
-        self._function: Any = function
-        self._signature = signature
-        self._dtypes = {
-            spec.name: getattr(tf, _tf_name(spec.datatype)) for spec in signature.inputs
-        }
+        self._functions: dict[str, _Served] | None = dict(functions)
+        self._signature = functions[SERVING_SIGNATURE].signature
+        self._signatures = {name: served.signature for name, served in functions.items()}
 
     @classmethod
     def find_model_file(cls, version_dir: Path, filename: str | None) -> Path | None:
@@ -121,56 +122,92 @@ class TensorFlowRuntime(Runtime):
                 f"(its signatures: {found}); save it with "
                 f"signatures={{{SERVING_SIGNATURE!r}: <tf.function>}}"
             )
-        others = sorted(name for name in signatures if name != SERVING_SIGNATURE)
-        if others:
-            log.warning(
-                "%s: serving the SavedModel's %s signature; its other signatures (%s) are not "
-                "served, and requests naming them are refused",
+        served = {SERVING_SIGNATURE: _Served.of(tf, function, _signature(function))}
+        for name in sorted(signatures):
+            if name == SERVING_SIGNATURE:
+                continue
+            try:
+                served[name] = _Served.of(tf, signatures[name], _signature(signatures[name], name))
+            except ModelLoadError as exc:
+                log.warning("%s: signature %r is not served: %s", context or "model", name, exc)
+        if len(served) > 1:
+            log.info(
+                "%s: SavedModel signatures %s; %s is the default",
                 context or "model",
+                ", ".join(served),
                 SERVING_SIGNATURE,
-                ", ".join(others),
             )
-        signature = _signature(function)
-        return cls(tf, loaded, function, signature)
+        return cls(tf, loaded, served)
 
     @property
     def signature(self) -> Signature:
         return self._signature
 
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._signatures
+
     def infer(
         self, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str]
     ) -> dict[str, np.ndarray[Any, Any]]:
-        function = self._function
-        if function is None:
+        return self.infer_signature(SERVING_SIGNATURE, inputs, outputs)
+
+    def infer_signature(
+        self,
+        name: str,
+        inputs: Mapping[str, np.ndarray[Any, Any]],
+        outputs: Sequence[str],
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        functions = self._functions
+        if functions is None:
             raise RuntimeFailure("the model was unloaded while a request was running")
+        served = functions.get(name)
+        if served is None:
+            return super().infer_signature(name, inputs, outputs)
         tf = self._tf
         feeds: dict[str, Any] = {}
-        for name, dtype in self._dtypes.items():
-            arr = inputs.get(name)
+        for input_name, dtype in served.dtypes.items():
+            arr = inputs.get(input_name)
             if arr is None:
-                raise InvalidInput(f"missing input {name!r}; the model takes {list(self._dtypes)}")
+                raise InvalidInput(
+                    f"missing input {input_name!r}; signature {name!r} takes {list(served.dtypes)}"
+                )
             try:
-                feeds[name] = tf.constant(arr, dtype=dtype)
+                feeds[input_name] = tf.constant(arr, dtype=dtype)
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(
-                    f"input {name!r} cannot be a {dtype.name} tensor ({exc}); send "
+                    f"input {input_name!r} cannot be a {dtype.name} tensor ({exc}); send "
                     f"{dtype.name} values"
                 ) from exc
         try:
-            produced = function(**feeds)
+            produced = served.function(**feeds)
         except Exception as exc:
             raise _translate(tf, exc) from exc
         result: dict[str, np.ndarray[Any, Any]] = {}
-        for name in outputs:
-            value = np.asarray(produced[name].numpy())  # a scalar string comes back as bytes
+        for output_name in outputs:
+            value = np.asarray(produced[output_name].numpy())  # a scalar string comes back as bytes
             if value.dtype.kind in "OSU":
                 value = _to_bytes_array(value)
-            result[name] = value
+            result[output_name] = value
         return result
 
     def unload(self) -> None:
-        self._function = None
+        self._functions = None
         self._loaded = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """One signature's concrete function, its signature and its inputs' TensorFlow dtypes."""
+
+    function: Any
+    signature: Signature
+    dtypes: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, tf: Any, function: Any, signature: Signature) -> _Served:
+        dtypes = {spec.name: getattr(tf, _tf_name(spec.datatype)) for spec in signature.inputs}
+        return cls(function, signature, dtypes)
 
 
 def _tf_name(datatype: Datatype) -> str:
@@ -180,7 +217,7 @@ def _tf_name(datatype: Datatype) -> str:
     raise ModelLoadError(f"TensorFlow has no dtype for {datatype}")  # pragma: no cover
 
 
-def _signature(function: Any) -> Signature:
+def _signature(function: Any, name: str = SERVING_SIGNATURE) -> Signature:
     """Inputs and outputs of a signature function, inputs in their keyword names' order."""
     args, kwargs = function.structured_input_signature
     specs = dict(kwargs)
@@ -189,27 +226,27 @@ def _signature(function: Any) -> Signature:
     outputs = function.structured_outputs
     if not isinstance(outputs, Mapping):
         raise ModelLoadError(  # pragma: no cover - signature functions always return a dict
-            f"the {SERVING_SIGNATURE!r} signature returns {type(outputs).__name__}, not a dict "
+            f"the {name!r} signature returns {type(outputs).__name__}, not a dict "
             "of named tensors; return a dict from the signature function"
         )
     return Signature(
-        inputs=tuple(_spec(name, spec, "input") for name, spec in specs.items()),
-        outputs=tuple(_spec(name, spec, "output") for name, spec in outputs.items()),
+        inputs=tuple(_spec(key, spec, "input", name) for key, spec in specs.items()),
+        outputs=tuple(_spec(key, spec, "output", name) for key, spec in outputs.items()),
     )
 
 
-def _spec(name: str, spec: Any, kind: str) -> TensorSpec:
+def _spec(name: str, spec: Any, kind: str, signature: str) -> TensorSpec:
     dtype_name = getattr(getattr(spec, "dtype", None), "name", None)
     datatype = _TF_TYPES.get(str(dtype_name))
     if datatype is None:
         raise ModelLoadError(
-            f"{kind} {name!r} of the {SERVING_SIGNATURE!r} signature has type {dtype_name}, which "
+            f"{kind} {name!r} of the {signature!r} signature has type {dtype_name}, which "
             "modelport cannot serve; use numeric, bool or string tensors"
         )
     dims = spec.shape.as_list() if spec.shape.rank is not None else None
     if dims is None:
         raise ModelLoadError(
-            f"{kind} {name!r} of the {SERVING_SIGNATURE!r} signature has no known rank; give "
+            f"{kind} {name!r} of the {signature!r} signature has no known rank; give "
             "the signature's tf.TensorSpec a shape (None for a dimension of any size)"
         )
     return TensorSpec(name, datatype, tuple(-1 if d is None else int(d) for d in dims))

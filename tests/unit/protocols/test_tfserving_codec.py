@@ -15,7 +15,6 @@ from modelport.errors import FailedPrecondition, InvalidInput
 from modelport.model_config import ClassificationConfig, ModelConfig, RegressionConfig
 from modelport.protocols.tfserving.codec import (
     DEFAULT_SIGNATURE,
-    check_signature_name,
     classify_outputs,
     decode_examples,
     decode_predict,
@@ -23,6 +22,7 @@ from modelport.protocols.tfserving.codec import (
     encode_predict,
     encode_regress,
     regress_output,
+    select_signature,
     signature_def,
 )
 from modelport.types import Datatype, Signature, TensorSpec
@@ -177,11 +177,6 @@ def test_columnar_several_inputs_need_an_object(value: Any) -> None:
         ({}, "Missing 'inputs' or 'instances' key"),
         ({"signature_name": "serving_default"}, "Missing 'inputs' or 'instances' key"),
         ({"instance": [[1, 2]]}, "unknown field 'instance' in the predict request"),
-        ({"instances": [[1, 2]], "signature_name": 3}, "'signature_name' must be a string"),
-        (
-            {"instances": [[1, 2]], "signature_name": "predict"},
-            'Serving signature name: "predict" not found in signature def',
-        ),
     ],
 )
 def test_predict_request_errors(doc: dict[str, Any], message: str) -> None:
@@ -191,7 +186,9 @@ def test_predict_request_errors(doc: dict[str, Any], message: str) -> None:
 
 @pytest.mark.parametrize("name", ["", DEFAULT_SIGNATURE])
 def test_empty_or_default_signature_name_is_serving_default(name: str) -> None:
-    check_signature_name({"signature_name": name})
+    assert select_signature({"signature_name": name}, {DEFAULT_SIGNATURE: SINGLE}) == (
+        DEFAULT_SIGNATURE
+    )
     inputs, _ = decode_predict({"signature_name": name, "instances": [[1, 2]]}, SINGLE)
     assert inputs["x"].shape == (1, 2)
 
@@ -351,7 +348,6 @@ def test_string_features_and_b64() -> None:
         ({"examples": {"x": [1, 2, 3]}}, "'examples' must be a non-empty list"),
         ({"context": [1], "examples": [{"x": [1, 2, 3]}]}, "'context' must be an object"),
         ({"examples": [{"x": [1, 2, 3]}], "inputs": 1}, "unknown field 'inputs'"),
-        ({"examples": [{"x": [1, 2, 3]}], "signature_name": "cls"}, '"cls" not found'),
     ],
 )
 def test_example_errors(doc: dict[str, Any], message: str) -> None:
@@ -512,7 +508,7 @@ def test_classify_and_regress_write_non_finite_as_tokens() -> None:
 
 def test_signature_def_renders_as_tf_serving_does() -> None:
     signature = _sig([("x", FP32, (-1, 784))], [("probs", Datatype.FP64, (-1, 10))])
-    assert signature_def(signature) == {
+    assert signature_def({"serving_default": signature}) == {
         "serving_default": {
             "inputs": {
                 "x": {
@@ -560,7 +556,23 @@ def test_signature_def_renders_as_tf_serving_does() -> None:
     ],
 )
 def test_signature_def_dtypes(datatype: Datatype, dtype: str) -> None:
-    rendered = signature_def(_sig([("t", datatype, ())]))[DEFAULT_SIGNATURE]["inputs"]["t"]
+    rendered = signature_def({DEFAULT_SIGNATURE: _sig([("t", datatype, ())])})[DEFAULT_SIGNATURE][
+        "inputs"
+    ]["t"]
     assert rendered["dtype"] == dtype
     assert rendered["tensor_shape"] == {"dim": [], "unknown_rank": False}
     assert json.dumps(rendered)  # plain JSON values only
+
+
+def test_a_named_signature_is_chosen_and_an_unknown_one_lists_those_there_are() -> None:
+    signatures = {DEFAULT_SIGNATURE: SINGLE, "total": SINGLE}
+    assert select_signature({"signature_name": "total"}, signatures) == "total"
+    assert select_signature({}, signatures) == DEFAULT_SIGNATURE
+    with pytest.raises(InvalidInput) as caught:
+        select_signature({"signature_name": "other"}, signatures)
+    assert str(caught.value).startswith(
+        'Serving signature name: "other" not found in signature def.'
+    )
+    assert 'has the signatures "serving_default", "total"' in str(caught.value)
+    with pytest.raises(InvalidInput, match="must be a string"):
+        select_signature({"signature_name": 3}, signatures)

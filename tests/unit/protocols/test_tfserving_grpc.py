@@ -648,7 +648,7 @@ def test_classify_and_regress_name_unknown_signatures_as_tf_serving_does(served:
             request,
             StatusCode.INVALID_ARGUMENT,
             "No signature was found with the name: classify_x.",
-            "leave model_spec.signature_name empty or set it to that",
+            "leave the signature name empty for serving_default",
         )
 
 

@@ -9,22 +9,28 @@ written as ``{"b64": ...}``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from modelport.errors import FailedPrecondition, InvalidInput
+from modelport.errors import FailedPrecondition, InvalidInput, ModelportError
 from modelport.model_config import ModelConfig
 from modelport.protocols.tensors import array_from_json, dump_outputs_json
-from modelport.types import Datatype, ModelState, Signature, TensorSpec, VersionStatus
+from modelport.types import (
+    DEFAULT_SIGNATURE_NAME,
+    Datatype,
+    ModelState,
+    Signature,
+    TensorSpec,
+    VersionStatus,
+)
 
 __all__ = [
     "DEFAULT_SIGNATURE",
     "TF_DTYPES",
     "TFVersionStatus",
-    "check_signature_name",
     "classifications",
     "classify_outputs",
     "decode_examples",
@@ -36,11 +42,13 @@ __all__ = [
     "predict_result",
     "regress_output",
     "regression_values",
+    "select_signature",
     "signature_def",
+    "signature_named",
     "version_status",
 ]
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = DEFAULT_SIGNATURE_NAME
 
 _PREDICT_KEYS = frozenset({"signature_name", "instances", "inputs"})
 _EXAMPLE_KEYS = frozenset({"signature_name", "context", "examples"})
@@ -64,16 +72,35 @@ TF_DTYPES = {
 }
 
 
-def check_signature_name(doc: dict[str, Any]) -> None:
-    """Only ``serving_default`` exists (an empty or missing name means it too)."""
+def select_signature(doc: dict[str, Any], signatures: Mapping[str, Signature]) -> str:
+    """The signature a body's ``signature_name`` names (empty or missing: ``serving_default``)."""
     name = doc.get("signature_name", "")
     if not isinstance(name, str):
         raise InvalidInput("'signature_name' must be a string")
-    if name not in ("", DEFAULT_SIGNATURE):
-        raise InvalidInput(
-            f'Serving signature name: "{name}" not found in signature def; this model has '
-            f'"{DEFAULT_SIGNATURE}"'
+    template = 'Serving signature name: "{name}" not found in signature def.'
+    return signature_named(name, signatures, InvalidInput, template)
+
+
+def signature_named(
+    name: str,
+    signatures: Mapping[str, Signature],
+    error: type[ModelportError],
+    template: str,
+) -> str:
+    """``name``, or ``serving_default`` for an empty name.
+
+    When the model lacks it, raise ``error`` with ``template`` (TF Serving's wording, with a
+    ``{name}`` field) followed by the signatures the model has.
+    """
+    key = name or DEFAULT_SIGNATURE
+    if key not in signatures:
+        known = ", ".join(f'"{signature}"' for signature in signatures)
+        has = f"has only {known}" if len(signatures) == 1 else f"has the signatures {known}"
+        raise error(
+            f"{template.format(name=name)} This model {has}; leave the signature name empty "
+            "for serving_default or name one of these"
         )
+    return key
 
 
 # ---- predict ---------------------------------------------------------------------------------
@@ -89,7 +116,6 @@ def decode_predict(
             f"unknown field {sorted(unknown)[0]!r} in the predict request; use 'instances' or "
             "'inputs', and optionally 'signature_name'"
         )
-    check_signature_name(doc)
     if "instances" in doc and "inputs" in doc:
         raise InvalidInput("the request has both 'instances' and 'inputs'; send only one of them")
     if "instances" in doc:
@@ -232,7 +258,6 @@ def decode_examples(doc: dict[str, Any], signature: Signature) -> dict[str, np.n
             f"unknown field {sorted(unknown)[0]!r}; a classify or regress request has "
             "'examples' and optionally 'context' and 'signature_name'"
         )
-    check_signature_name(doc)
     examples = doc.get("examples")
     if not isinstance(examples, list) or not examples:
         raise InvalidInput("'examples' must be a non-empty list of feature objects")
@@ -469,13 +494,14 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
     }
 
 
-def signature_def(signature: Signature) -> dict[str, Any]:
-    """The ``serving_default`` SignatureDef, rendered the way TF Serving's REST API does."""
+def signature_def(signatures: Mapping[str, Signature]) -> dict[str, Any]:
+    """Every signature's SignatureDef, rendered the way TF Serving's REST API does."""
     return {
-        DEFAULT_SIGNATURE: {
+        name: {
             "inputs": {s.name: _tensor_info(s) for s in signature.inputs},
             "outputs": {s.name: _tensor_info(s) for s in signature.outputs},
             "method_name": "tensorflow/serving/predict",
             "defaults": {},
         }
+        for name, signature in signatures.items()
     }

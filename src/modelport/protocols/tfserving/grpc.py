@@ -28,7 +28,7 @@ from google.protobuf import text_format
 
 from modelport._pb.tensorflow import error_codes_pb2
 from modelport._pb.tfserving import apis_pb2 as apis
-from modelport.core.dataplane import DataPlane, Lease
+from modelport.core.dataplane import DataPlane, Lease, ServedVersion, served_signatures
 from modelport.errors import FailedPrecondition, InvalidInput, LabelNotFound, NotFound
 from modelport.protocols.grpc import CallContext, Method, Service
 from modelport.protocols.tfserving import codec, grpc_codec
@@ -75,14 +75,21 @@ class TFServingGrpc:
         """Run the model on the request's named tensors; answer the outputs it asks for."""
         spec = _model_spec(request)
         with self._lease(spec, PROTOCOL) as target:
-            _check_predict_signature(spec.signature_name)
-            inputs = grpc_codec.predict_inputs(request.inputs, target)
-            wanted = grpc_codec.output_filter(request.output_filter, target.signature)
-            result = await self._dataplane.infer(target, InferRequest(inputs, wanted))
+            signatures = served_signatures(target)
+            chosen = codec.signature_named(
+                spec.signature_name,
+                signatures,
+                FailedPrecondition,
+                'Serving signature key "{name}" not found.',
+            )
+            inputs = grpc_codec.predict_inputs(request.inputs, target, signatures[chosen])
+            wanted = grpc_codec.output_filter(request.output_filter, signatures[chosen])
+            infer_request = InferRequest(inputs, wanted, signature=chosen)
+            result = await self._dataplane.infer(target, infer_request)
             response = apis.PredictResponse()
             for name, arr in result.outputs.items():
                 fill_tensor_proto(response.outputs[name], arr, name)
-            _echo(response.model_spec, spec.name, target.version)
+            _echo(response.model_spec, spec.name, target.version, chosen)
             return response
 
     async def classify(
@@ -91,14 +98,16 @@ class TFServingGrpc:
         """Score each tf.Example of the input against the model's classes."""
         spec = _model_spec(request)
         with self._lease(spec, PROTOCOL) as target:
-            _check_example_signature(spec.signature_name)
-            names = codec.classify_outputs(target.signature, target.config)
-            inputs = grpc_codec.example_inputs(request.input, target.signature)
-            result = await self._dataplane.infer(target, InferRequest(inputs, names))
+            chosen = _example_signature(spec.signature_name, target)
+            signature = served_signatures(target)[chosen]
+            names = codec.classify_outputs(signature, target.config)
+            inputs = grpc_codec.example_inputs(request.input, signature)
+            infer_request = InferRequest(inputs, names, signature=chosen)
+            result = await self._dataplane.infer(target, infer_request)
             scores, labels = codec.classifications(result.outputs, names, target.config)
             response = apis.ClassificationResponse()
             grpc_codec.fill_classes(response.result, scores, labels)
-            _echo(response.model_spec, spec.name, target.version)
+            _echo(response.model_spec, spec.name, target.version, chosen)
             return response
 
     async def regress(
@@ -107,15 +116,17 @@ class TFServingGrpc:
         """One value per tf.Example of the input."""
         spec = _model_spec(request)
         with self._lease(spec, PROTOCOL) as target:
-            _check_example_signature(spec.signature_name)
-            name = codec.regress_output(target.signature, target.config)
-            inputs = grpc_codec.example_inputs(request.input, target.signature)
-            result = await self._dataplane.infer(target, InferRequest(inputs, [name]))
+            chosen = _example_signature(spec.signature_name, target)
+            signature = served_signatures(target)[chosen]
+            name = codec.regress_output(signature, target.config)
+            inputs = grpc_codec.example_inputs(request.input, signature)
+            infer_request = InferRequest(inputs, [name], signature=chosen)
+            result = await self._dataplane.infer(target, infer_request)
             response = apis.RegressionResponse()
             grpc_codec.fill_regressions(
                 response.result, codec.regression_values(result.outputs, name)
             )
-            _echo(response.model_spec, spec.name, target.version)
+            _echo(response.model_spec, spec.name, target.version, chosen)
             return response
 
     async def multi_inference(
@@ -143,21 +154,21 @@ class TFServingGrpc:
                     name = codec.regress_output(target.signature, target.config)
                     values = codec.regression_values(result.outputs, name)
                     grpc_codec.fill_regressions(answer.regression_result, values)
-                _echo(answer.model_spec, task.model_spec.name, target.version)
+                _echo(answer.model_spec, task.model_spec.name, target.version, DEFAULT_SIGNATURE)
             return response
 
     async def metadata(
         self, request: apis.GetModelMetadataRequest, context: CallContext
     ) -> apis.GetModelMetadataResponse:
-        """The ``serving_default`` SignatureDef, packed in an ``Any`` under ``signature_def``."""
+        """Every signature's SignatureDef, packed in an ``Any`` under ``signature_def``."""
         spec = _model_spec(request)
         grpc_codec.check_metadata_fields(request.metadata_field)
         with self._lease(spec) as target:
-            signature, version = target.signature, target.version
+            signatures, version = served_signatures(target), target.version
         response = apis.GetModelMetadataResponse()
         response.model_spec.name = spec.name
         response.model_spec.version.value = version
-        response.metadata[grpc_codec.SIGNATURE_DEF].Pack(grpc_codec.signature_def_map(signature))
+        response.metadata[grpc_codec.SIGNATURE_DEF].Pack(grpc_codec.signature_def_map(signatures))
         return response
 
     # ---- ModelService -----------------------------------------------------------------------
@@ -235,23 +246,17 @@ def _numeric_label(
         return call(int(label), None)
 
 
-def _echo(out: apis.ModelSpec, name: str, version: int) -> None:
+def _echo(out: apis.ModelSpec, name: str, version: int, signature: str) -> None:
     out.name = name
     out.version.value = version
-    out.signature_name = DEFAULT_SIGNATURE
+    out.signature_name = signature
 
 
-def _check_predict_signature(name: str) -> None:
-    if name not in ("", DEFAULT_SIGNATURE):
-        raise FailedPrecondition(
-            f'Serving signature key "{name}" not found. This model has only '
-            f'"{DEFAULT_SIGNATURE}"; leave model_spec.signature_name empty or set it to that'
-        )
-
-
-def _check_example_signature(name: str) -> None:
-    if name not in ("", DEFAULT_SIGNATURE):
-        raise InvalidInput(
-            f"No signature was found with the name: {name}. This model has only "
-            f'"{DEFAULT_SIGNATURE}"; leave model_spec.signature_name empty or set it to that'
-        )
+def _example_signature(name: str, target: ServedVersion) -> str:
+    """The signature a classify or regress request names, in TF Serving's wording if absent."""
+    return codec.signature_named(
+        name,
+        served_signatures(target),
+        InvalidInput,
+        "No signature was found with the name: {name}.",
+    )

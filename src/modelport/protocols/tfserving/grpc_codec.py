@@ -59,10 +59,9 @@ Array = np.ndarray[Any, Any]
 
 
 def predict_inputs(
-    inputs: Mapping[str, tensor_pb2.TensorProto], target: ServedVersion
+    inputs: Mapping[str, tensor_pb2.TensorProto], target: ServedVersion, signature: Signature
 ) -> dict[str, Array]:
     """The request's tensors as numpy arrays, after checking names and dtypes."""
-    signature = target.signature
     expected = signature.input_names
     if len(inputs) != len(expected):
         sent = sorted(inputs)
@@ -257,15 +256,16 @@ def check_metadata_fields(fields: Sequence[str]) -> None:
             )
 
 
-def signature_def_map(signature: Signature) -> apis.SignatureDefMap:
-    """The model's one signature, ``serving_default``, as TF Serving's metadata carries it."""
+def signature_def_map(signatures: Mapping[str, Signature]) -> apis.SignatureDefMap:
+    """The model's signatures as TF Serving's metadata carries them."""
     out = apis.SignatureDefMap()
-    signature_def = out.signature_def[DEFAULT_SIGNATURE]
-    for spec in signature.inputs:
-        _tensor_info(signature_def.inputs[spec.name], spec)
-    for spec in signature.outputs:
-        _tensor_info(signature_def.outputs[spec.name], spec)
-    signature_def.method_name = PREDICT_METHOD
+    for name, signature in signatures.items():
+        signature_def = out.signature_def[name]
+        for spec in signature.inputs:
+            _tensor_info(signature_def.inputs[spec.name], spec)
+        for spec in signature.outputs:
+            _tensor_info(signature_def.outputs[spec.name], spec)
+        signature_def.method_name = PREDICT_METHOD
     return out
 
 

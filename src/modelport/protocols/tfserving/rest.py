@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from modelport.core.dataplane import DataPlane
+from modelport.core.dataplane import DataPlane, served_signatures
 from modelport.errors import InvalidInput, ModelportError, NotFound
 from modelport.protocols.http import HttpRequest, Mount, Route
 from modelport.protocols.tfserving import codec
@@ -58,8 +58,10 @@ class TFServingRest:
         doc = parse_json_object(request.body)
         dataplane = self._dataplane
         with dataplane.lease(name, version, label, PROTOCOL) as target:
-            inputs, row_format = codec.decode_predict(doc, target.signature)
-            response = await dataplane.infer(target, InferRequest(inputs))
+            signatures = served_signatures(target)
+            chosen = codec.select_signature(doc, signatures)
+            inputs, row_format = codec.decode_predict(doc, signatures[chosen])
+            response = await dataplane.infer(target, InferRequest(inputs, signature=chosen))
             return HttpResponse(200, codec.encode_predict(response.outputs, row_format))
 
     async def classify(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
@@ -67,9 +69,12 @@ class TFServingRest:
         doc = parse_json_object(request.body)
         dataplane = self._dataplane
         with dataplane.lease(name, version, label, PROTOCOL) as target:
-            outputs = codec.classify_outputs(target.signature, target.config)
-            inputs = codec.decode_examples(doc, target.signature)
-            response = await dataplane.infer(target, InferRequest(inputs, outputs))
+            signatures = served_signatures(target)
+            chosen = codec.select_signature(doc, signatures)
+            outputs = codec.classify_outputs(signatures[chosen], target.config)
+            inputs = codec.decode_examples(doc, signatures[chosen])
+            infer_request = InferRequest(inputs, outputs, signature=chosen)
+            response = await dataplane.infer(target, infer_request)
             body = codec.encode_classify(response.outputs, outputs, target.config)
             return HttpResponse(200, body)
 
@@ -78,19 +83,22 @@ class TFServingRest:
         doc = parse_json_object(request.body)
         dataplane = self._dataplane
         with dataplane.lease(name, version, label, PROTOCOL) as target:
-            output = codec.regress_output(target.signature, target.config)
-            inputs = codec.decode_examples(doc, target.signature)
-            response = await dataplane.infer(target, InferRequest(inputs, [output]))
+            signatures = served_signatures(target)
+            chosen = codec.select_signature(doc, signatures)
+            output = codec.regress_output(signatures[chosen], target.config)
+            inputs = codec.decode_examples(doc, signatures[chosen])
+            infer_request = InferRequest(inputs, [output], signature=chosen)
+            response = await dataplane.infer(target, infer_request)
             return HttpResponse(200, codec.encode_regress(response.outputs, output))
 
     async def metadata(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         name, version, label = _target(match)
         with self._dataplane.lease(name, version, label) as target:
-            signature, served = target.signature, target.version
+            signatures, served = served_signatures(target), target.version
         return json_response(
             {
                 "model_spec": {"name": name, "signature_name": "", "version": str(served)},
-                "metadata": {"signature_def": {"signature_def": codec.signature_def(signature)}},
+                "metadata": {"signature_def": {"signature_def": codec.signature_def(signatures)}},
             }
         )
 
