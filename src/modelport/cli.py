@@ -623,6 +623,16 @@ AgreementOption = Annotated[
         rich_help_panel=CONVERT_GATE,
     ),
 ]
+CosineOption = Annotated[
+    float | None,
+    typer.Option(
+        min=-1.0,
+        max=1.0,
+        help="Judge float outputs with rows (embeddings) by each row's cosine similarity with "
+        "the source's, which must reach this (e.g. 0.99), instead of by element errors.",
+        rich_help_panel=CONVERT_GATE,
+    ),
+]
 LatencyRunsOption = Annotated[
     int,
     typer.Option(
@@ -647,6 +657,7 @@ def _gate_command(
     atol: float | None,
     rtol: float | None,
     min_agreement: float | None,
+    min_cosine: float | None,
     latency_runs: int,
     quiet: bool,
     report_file: Path | None,
@@ -675,7 +686,7 @@ def _gate_command(
         code = run_gate(
             step,
             builder,
-            tolerance_for(step.rpartition(" ")[2], atol, rtol, min_agreement),
+            tolerance_for(step.rpartition(" ")[2], atol, rtol, min_agreement, min_cosine),
             options,
             console=_table_console(),
             progress_console=Console(stderr=True),
@@ -739,6 +750,7 @@ def convert(
     atol: AtolOption = None,
     rtol: RtolOption = None,
     min_agreement: AgreementOption = None,
+    min_cosine: CosineOption = None,
     latency_runs: LatencyRunsOption = 20,
     force: ForceOption = False,
     report_file: ReportFileOption = None,
@@ -783,6 +795,7 @@ def convert(
         atol=atol,
         rtol=rtol,
         min_agreement=min_agreement,
+        min_cosine=min_cosine,
         latency_runs=latency_runs,
         quiet=quiet,
         report_file=report_file,
@@ -804,6 +817,7 @@ def optimize(
     atol: AtolOption = None,
     rtol: RtolOption = None,
     min_agreement: AgreementOption = None,
+    min_cosine: CosineOption = None,
     latency_runs: LatencyRunsOption = 20,
     force: ForceOption = False,
     report_file: ReportFileOption = None,
@@ -832,6 +846,7 @@ def optimize(
         atol=atol,
         rtol=rtol,
         min_agreement=min_agreement,
+        min_cosine=min_cosine,
         latency_runs=latency_runs,
         quiet=quiet,
         report_file=report_file,
@@ -857,6 +872,13 @@ def quantize(
             help="fp16: keep FP32 inputs and outputs (clients unchanged), or make them FP16.",
         ),
     ] = True,
+    per_channel: Annotated[
+        bool,
+        typer.Option(
+            "--per-channel/--per-tensor",
+            help="int8: a weight scale per output channel (closer to fp32), or one per tensor.",
+        ),
+    ] = True,
     sample: SampleOption = None,
     input_shape: InputShapeOption = None,
     batch_size: BatchSizeOption = 16,
@@ -864,6 +886,7 @@ def quantize(
     atol: AtolOption = None,
     rtol: RtolOption = None,
     min_agreement: AgreementOption = None,
+    min_cosine: CosineOption = None,
     latency_runs: LatencyRunsOption = 20,
     force: ForceOption = False,
     report_file: ReportFileOption = None,
@@ -884,6 +907,7 @@ def quantize(
             calibration=calibration,
             sample=sample,
             keep_io_types=keep_io_types,
+            per_channel=per_channel,
             batch_size=batch_size,
             seed=seed,
         )
@@ -901,6 +925,7 @@ def quantize(
         atol=atol,
         rtol=rtol,
         min_agreement=min_agreement,
+        min_cosine=min_cosine,
         latency_runs=latency_runs,
         quiet=quiet,
         report_file=report_file,

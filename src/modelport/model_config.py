@@ -243,6 +243,9 @@ class ModelConfig(_Section):
     handler: str | None = None
     """The class (or function) of a Python handler file (``model.py``) to serve, when the file
     defines several handler classes."""
+    torchserve_list_batch: bool = False
+    """On the TorchServe API, read a JSON list body sent to a handler model as a batch, one
+    request per element (texts in, one answer per text), instead of as one request."""
     allow_unsafe_pickle: bool = False
     """Let scikit-learn models load from pickle files (``model.joblib``, ``model.pkl``).
     Unpickling runs code from the file: set it only for files you trust."""

@@ -137,7 +137,12 @@ def test_torchscript_converts_with_a_dynamic_batch_and_a_full_report(
     assert report["source"]["latency_ms"] > 0
     assert report["result"]["latency_ms"] > 0
     assert report["latency_runs"] == 3
-    assert report["tolerance"] == {"atol": 1e-4, "rtol": 1e-3, "min_agreement": 1.0}
+    assert report["tolerance"] == {
+        "atol": 1e-4,
+        "rtol": 1e-3,
+        "min_agreement": 1.0,
+        "min_cosine": None,
+    }
     assert report["samples"]["inputs"] == {"x": {"shape": [3, 16], "dtype": "float32"}}
     (output,) = report["outputs"]
     assert output["name"] == "output"

@@ -3,7 +3,8 @@
 Per output: the largest absolute error, the largest relative error (over elements whose source
 value is larger than ``atol``, where a relative error means something), the share of the
 tolerance used by the worst element (above 1 fails), and for classifier-like outputs the share of
-rows whose top class agrees. The rules are in ``modelport.convert.tolerance``.
+rows whose top class agrees, and for float outputs with rows the least cosine similarity of a row
+with the source's row. The rules are in ``modelport.convert.tolerance``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class OutputParity:
     agreement: float | None
     passed: bool
     reason: str | None = None
+    #: The least cosine similarity of a row (flattened) with the source's; None if no rows.
+    min_cosine: float | None = None
 
 
 def pair_outputs(
@@ -87,8 +90,15 @@ def _close(name: str, ref: Array, got: Array, tolerance: Tolerance) -> OutputPar
     agreement = None
     if got.ndim == 2 and got.shape[1] > 1 and got.shape[0] > 0:
         agreement = _top_class_agreement(ref, got, tolerance)
+    cosine = _min_cosine(ref, got.astype(np.float64)) if got.ndim >= 2 and got.size else None
     reasons = []
-    if used > 1:
+    if tolerance.min_cosine is not None and cosine is not None:
+        if cosine < tolerance.min_cosine:
+            reasons.append(
+                f"a row's cosine similarity with the source is {cosine:.6f}, under the "
+                f"{tolerance.min_cosine:g} required"
+            )
+    elif used > 1:
         reasons.append(
             f"errors exceed atol {tolerance.atol:g} + rtol {tolerance.rtol:g} x |source| "
             f"({used:.3g}x the allowance)"
@@ -105,7 +115,25 @@ def _close(name: str, ref: Array, got: Array, tolerance: Tolerance) -> OutputPar
         agreement,
         passed=not reasons,
         reason="; ".join(reasons) or None,
+        min_cosine=cosine,
     )
+
+
+def _min_cosine(ref: Array, got: Array) -> float:
+    """The least cosine similarity of a row of ``got`` with the same row of ``ref``.
+
+    Rows that are zero in both count as identical; a non-finite value makes the row's
+    similarity NaN, reported as 0 so that it fails any gate.
+    """
+    a = ref.reshape(len(ref), -1)
+    b = got.reshape(len(got), -1)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        dot = np.sum(a * b, axis=1)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        both_zero = (np.linalg.norm(a, axis=1) == 0) & (np.linalg.norm(b, axis=1) == 0)
+        cosine = np.where(both_zero, 1.0, dot / np.where(norms == 0, np.inf, norms))
+    cosine = np.where(np.isfinite(cosine), cosine, 0.0)
+    return float(np.clip(cosine.min(), -1.0, 1.0))
 
 
 def _top_class_agreement(ref: Array, got: Array, tolerance: Tolerance) -> float:

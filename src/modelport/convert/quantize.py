@@ -2,6 +2,10 @@
 
 - ``dynamic-int8``: ``quantize_dynamic``, int8 weights, activations quantized per call. No
   calibration data; best for MatMul/Gemm-heavy models (MLPs, transformers).
+
+Int8 weights get a scale per output channel by default (``per_channel``), which keeps
+transformers far closer to fp32 than one scale per tensor (all-MiniLM-L6-v2's embeddings: least
+cosine similarity 0.989 against 0.935); ``--per-tensor`` gives the smaller per-tensor form.
 - ``static-int8``: ``quantize_static`` in the QDQ format, int8 weights and activations, with
   activation ranges calibrated (MinMax) on ``--calibration`` (a ``.npy``/``.npz`` of inputs, one
   row per example), else on ``--sample``, else on the gate's random inputs (noted in the report:
@@ -16,6 +20,8 @@ recommends.
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import chdir
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +79,7 @@ def quantizer(
     calibration: Path | None = None,
     sample: Path | None = None,
     keep_io_types: bool = True,
+    per_channel: bool = True,
     batch_size: int = 16,
     seed: int = 0,
 ) -> Builder:
@@ -95,8 +102,9 @@ def quantizer(
             else:
                 prepared = folder / "prepared.onnx"
                 _preprocess(model, prepared)
+                details["per_channel"] = per_channel
                 if mode == "dynamic-int8":
-                    _dynamic(prepared, target)
+                    _dynamic(prepared, target, per_channel)
                 else:
                     reader, origin = _calibration(source, calibration, sample, batch_size, seed)
                     details["calibration"] = {"origin": origin, "rows": reader.rows}
@@ -105,7 +113,7 @@ def quantizer(
                             "calibrated on random inputs; pass --calibration with representative "
                             "inputs for a model that sees real data"
                         )
-                    _static(prepared, target, reader)
+                    _static(prepared, target, reader, per_channel)
                 prepared.unlink()
         return Build(source, target, details=details, notes=notes)
 
@@ -115,25 +123,31 @@ def quantizer(
 def _preprocess(model: Path, target: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(str(model), str(target), skip_symbolic_shape=False)
-    except Exception as exc:  # symbolic shape inference fails on some graphs: plain inference
+    source, prepared = str(model.resolve()), str(target.resolve())
+    # When symbolic shape inference gives up, onnxruntime saves its partial model (and the
+    # weights beside it) into the working folder: keep that out of the user's folder.
+    with tempfile.TemporaryDirectory(prefix="modelport-quantize-") as scratch, chdir(scratch):
         try:
-            quant_pre_process(str(model), str(target), skip_symbolic_shape=True)
-        except Exception as again:
-            raise _failed(model, again) from exc
+            quant_pre_process(source, prepared, skip_symbolic_shape=False)
+        except Exception as exc:  # symbolic shape inference fails on some graphs: plain inference
+            try:
+                quant_pre_process(source, prepared, skip_symbolic_shape=True)
+            except Exception as again:
+                raise _failed(model, again) from exc
 
 
-def _dynamic(model: Path, target: Path) -> None:
+def _dynamic(model: Path, target: Path, per_channel: bool) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
-        quantize_dynamic(str(model), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(model), str(target), weight_type=QuantType.QInt8, per_channel=per_channel
+        )
     except Exception as exc:
         raise _failed(model, exc) from exc
 
 
-def _static(model: Path, target: Path, reader: CalibrationReader) -> None:
+def _static(model: Path, target: Path, reader: CalibrationReader, per_channel: bool) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if reader.rows == 0:
@@ -146,6 +160,7 @@ def _static(model: Path, target: Path, reader: CalibrationReader) -> None:
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            per_channel=per_channel,
         )
     except Exception as exc:
         raise _failed(model, exc) from exc

@@ -75,13 +75,16 @@ def _parity(report: Report) -> Table:
     table = Table(
         title=(
             f"parity on {escape(str(report.samples.get('origin', 'samples')))} "
-            f"(atol {tol.atol:g}, rtol {tol.rtol:g}, min agreement {tol.min_agreement:.0%})"
+            f"(atol {tol.atol:g}, rtol {tol.rtol:g}, min agreement {tol.min_agreement:.0%}"
+            + (f", min cosine {tol.min_cosine:g}" if tol.min_cosine is not None else "")
+            + ")"
         ),
         title_justify="left",
     )
     for column in ("output", "shape", "max abs err", "max rel err", "tolerance used"):
         table.add_column(column, justify="left" if column == "output" else "right")
     table.add_column("top-class agreement", justify="right")
+    table.add_column("min cosine", justify="right")
     table.add_column("verdict")
     for output in report.outputs:
         table.add_row(*_parity_row(output))
@@ -97,8 +100,13 @@ def _parity_row(output: OutputParity) -> tuple[str, ...]:
         _number(output.max_rel_error),
         _share(output.tolerance_used),
         _share(output.agreement),
+        _cosine(output.min_cosine),
         verdict,
     )
+
+
+def _cosine(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
 
 
 def print_report(report: Report, console: Console) -> None:

@@ -5,6 +5,11 @@ rule; NaN matches NaN, infinities match themselves). Integer, boolean and string
 equal. Classifier-like outputs (integer labels, or 2-D float scores with several columns) must
 also pick the same class for at least ``min_agreement`` of the rows.
 
+With ``min_cosine`` set, float outputs with rows (2-D and up: embeddings, hidden states) are
+judged instead by the cosine similarity of each row (flattened) with the source's row: every
+row must reach ``min_cosine``. Element errors are still reported. That is the sensible gate for
+embeddings, whose use is their direction, and whose int8 element errors say little.
+
 | step | atol | rtol | min_agreement |
 |---|---|---|---|
 | convert, optimize | 1e-4 | 1e-3 | 1.0 |
@@ -26,6 +31,8 @@ class Tolerance:
     atol: float
     rtol: float
     min_agreement: float
+    #: When set, the least cosine similarity each row of a float output must keep.
+    min_cosine: float | None = None
 
 
 #: Per step (``convert``, ``optimize``, or the quantize mode).
@@ -43,6 +50,7 @@ def tolerance_for(
     atol: float | None = None,
     rtol: float | None = None,
     min_agreement: float | None = None,
+    min_cosine: float | None = None,
 ) -> Tolerance:
     """The step's defaults with the values given on the command line in their place."""
     base = DEFAULTS[step]
@@ -51,4 +59,5 @@ def tolerance_for(
         atol=base.atol if atol is None else atol,
         rtol=base.rtol if rtol is None else rtol,
         min_agreement=base.min_agreement if min_agreement is None else min_agreement,
+        min_cosine=base.min_cosine if min_cosine is None else min_cosine,
     )

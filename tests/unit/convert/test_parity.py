@@ -108,3 +108,29 @@ def test_each_step_has_defaults_that_flags_override() -> None:
     assert DEFAULTS["fp16"].atol > DEFAULTS["convert"].atol
     assert DEFAULTS["dynamic-int8"].atol > DEFAULTS["fp16"].atol
     assert tolerance_for("fp16", rtol=0.5) == Tolerance(1e-2, 0.5, 0.99)
+
+
+def test_cosine_similarity_is_reported_and_with_min_cosine_replaces_element_errors() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((8, 64)).astype(np.float32)
+    got = ref + rng.normal(0, 0.05, ref.shape).astype(np.float32)  # far over TOL elementwise
+    plain = compare(ref, got)
+    assert plain.passed is False
+    assert plain.min_cosine is not None and 0.99 < plain.min_cosine < 1.0
+    cosine = compare(ref, got, Tolerance(1e-3, 1e-2, 1.0, min_cosine=0.99))
+    assert cosine.passed is True
+    assert cosine.max_abs_error == plain.max_abs_error  # still reported
+    strict = compare(ref, got, Tolerance(1e-3, 1e-2, 1.0, min_cosine=0.9999))
+    assert strict.passed is False
+    assert "cosine similarity with the source is 0.99" in str(strict.reason)
+    assert "under the 0.9999 required" in str(strict.reason)
+
+
+def test_cosine_of_zero_rows_and_non_finite_rows() -> None:
+    zero = np.zeros((2, 3), np.float32)
+    assert compare(zero, zero.copy()).min_cosine == 1.0
+    broken = np.array([[1.0, np.nan, 0.0]], np.float32)
+    assert compare(np.ones((1, 3), np.float32), broken).min_cosine == 0.0
+    assert compare(np.ones(3, np.float32), np.ones(3, np.float32)).min_cosine is None
+    assert tolerance_for("dynamic-int8", min_cosine=0.98).min_cosine == 0.98
+    assert tolerance_for("dynamic-int8").min_cosine is None

@@ -230,11 +230,23 @@ def takes_payload(platform: str, signature: Signature) -> bool:
     )
 
 
-def handler_inputs(payload: Payload, signature: Signature) -> dict[str, np.ndarray[Any, Any]]:
-    """The payload as one request row of the handler's input, decoded as TorchServe does."""
-    row = np.empty(1, dtype=object)
-    row[0] = _decoded(payload)
-    return {signature.inputs[0].name: row}
+def handler_inputs(
+    payload: Payload, signature: Signature, list_batch: bool
+) -> tuple[dict[str, np.ndarray[Any, Any]], bool]:
+    """The payload as request rows of the handler's input, decoded as TorchServe decodes it,
+    and whether it is a batch.
+
+    The payload is one request, as in TorchServe, unless it is a JSON list and the model's
+    config sets ``torchserve_list_batch`` (``list_batch``): then each element is one request.
+    """
+    decoded = _decoded(payload)
+    batch = isinstance(decoded, list) and list_batch
+    if batch and not decoded:
+        raise InvalidInput("the body is an empty JSON list; send at least one item to predict")
+    values = decoded if batch else [decoded]
+    rows = np.empty(len(values), dtype=object)
+    rows[:] = values
+    return {signature.inputs[0].name: rows}, batch
 
 
 def _decoded(payload: Payload) -> Any:
@@ -252,9 +264,14 @@ def _decoded(payload: Payload) -> Any:
     return data
 
 
-def handler_answer(outputs: dict[str, np.ndarray[Any, Any]]) -> HttpResponse:
+def handler_answer(outputs: dict[str, np.ndarray[Any, Any]], batch: bool) -> HttpResponse:
     """The handler's result for the one request: a BYTES result as it is (JSON, text or bytes,
-    told by its content), any other as JSON."""
+    told by its content), any other as JSON. A batch (a JSON list body) is answered in TF
+    Serving's columnar form: the list of results of the one output, or an object of such lists
+    keyed by output name."""
+    if batch:
+        columns = tfserving.predict_result(outputs, row_format=False)
+        return HttpResponse(200, dump_outputs_json(columns, outputs.values()))
     if len(outputs) == 1:
         (arr,) = outputs.values()
         if arr.dtype == object and arr.shape == (1,):

@@ -67,9 +67,11 @@ class TorchServeRest:
         dataplane = self._dataplane
         with dataplane.lease(name, version, protocol=PROTOCOL) as target:
             if codec.takes_payload(target.platform, target.signature):
-                inputs = codec.handler_inputs(payload, target.signature)
+                inputs, batch = codec.handler_inputs(
+                    payload, target.signature, target.config.torchserve_list_batch
+                )
                 response = await dataplane.infer(target, InferRequest(inputs))
-                return codec.handler_answer(response.outputs)
+                return codec.handler_answer(response.outputs, batch)
             inputs, row_format = codec.decode_instances(payload, target.signature, name)
             response = await dataplane.infer(target, InferRequest(inputs))
             return HttpResponse(200, codec.encode_predictions(response.outputs, row_format))
