@@ -11,11 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
 
+from modelport._pb.tfserving import apis_pb2 as apis
+from modelport.protocols.tfserving.tensor_proto import fill_tensor_proto
 from tests.handler_models import (
     BATCH_SIZE_HANDLER,
     FAILING_INITIALIZE,
@@ -144,6 +148,35 @@ def test_v2_bytes_answers_of_a_text_handler(server: ServerProcess) -> None:
     response = httpx.post(f"{server.url}/v2/models/text/infer", json=body, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == ["OK GO"]
+
+
+def test_grpc_clients_reach_the_handler(server: ServerProcess) -> None:
+    """tritonclient.grpc's BYTES tensor and TF Serving's PredictionService (via grpcio stubs)."""
+    texts = np.array([b"sky", b"io"], dtype=np.object_)
+    data = grpcclient.InferInput("data", [2], "BYTES")
+    data.set_data_from_numpy(texts)
+    client = grpcclient.InferenceServerClient(server.grpc_target)
+    try:
+        result = client.infer("vowels", [data]).as_numpy("stats")
+        text = client.infer("text", [data]).as_numpy("output")
+    finally:
+        client.close()
+    assert result is not None
+    assert text is not None
+    np.testing.assert_array_equal(result, [stats("sky"), stats("io")])
+    assert list(text) == [b"SKY", b"IO"]
+
+    request = apis.PredictRequest()
+    request.model_spec.name = "vowels"
+    fill_tensor_proto(request.inputs["data"], texts, "data")
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        predict = channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict",
+            request_serializer=apis.PredictRequest.SerializeToString,
+            response_deserializer=apis.PredictResponse.FromString,
+        )
+        response = predict(request, timeout=30)
+    assert list(response.outputs["stats"].float_val) == [*stats("sky"), *stats("io")]
 
 
 # ---- batching and failures -------------------------------------------------------------------

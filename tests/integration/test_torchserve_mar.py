@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
 
 from tests.handler_models import build_mar, write_config, write_zip_slip_mar
 from tests.server import ServerProcess
@@ -67,6 +68,19 @@ def test_v2_answers_as_the_model(server: ServerProcess) -> None:
     np.testing.assert_allclose(
         np.asarray(output["data"], dtype=np.float32).reshape(3, 3), run(Mlp(), x), atol=1e-6
     )
+
+
+def test_v2_grpc_answers_as_the_model(server: ServerProcess) -> None:
+    x = rows(2, seed=5)
+    data = grpcclient.InferInput("data", [2], "BYTES")
+    data.set_data_from_numpy(np.array([json.dumps(row.tolist()).encode() for row in x], object))
+    client = grpcclient.InferenceServerClient(server.grpc_target)
+    try:
+        result = client.infer("tiny", [data])
+    finally:
+        client.close()
+    (name,) = [output.name for output in result.get_response().outputs]
+    np.testing.assert_allclose(result.as_numpy(name), run(Mlp(), x), atol=1e-6)
 
 
 def test_a_malicious_archive_fails_its_version_and_says_why(server: ServerProcess) -> None:

@@ -116,7 +116,8 @@ def test_cosine_similarity_is_reported_and_with_min_cosine_replaces_element_erro
     got = ref + rng.normal(0, 0.05, ref.shape).astype(np.float32)  # far over TOL elementwise
     plain = compare(ref, got)
     assert plain.passed is False
-    assert plain.min_cosine is not None and 0.99 < plain.min_cosine < 1.0
+    assert plain.min_cosine is not None
+    assert 0.99 < plain.min_cosine < 1.0
     cosine = compare(ref, got, Tolerance(1e-3, 1e-2, 1.0, min_cosine=0.99))
     assert cosine.passed is True
     assert cosine.max_abs_error == plain.max_abs_error  # still reported
