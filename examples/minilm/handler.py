@@ -27,6 +27,12 @@ from tokenizers import Tokenizer
 Array = np.ndarray[Any, Any]
 
 
+class BadRequest(ValueError):
+    """A request the handler cannot read: modelport (and TorchServe) answer it with 400."""
+
+    error_code = 400
+
+
 class TextHandler:
     """Tokenize, run the ONNX model, answer per text."""
 
@@ -75,6 +81,6 @@ def _text(value: Any) -> str:
         return bytes(value).decode("utf-8")
     if isinstance(value, str):
         return value
-    raise ValueError(
+    raise BadRequest(
         f"each request must be one text (a string, or {{'text': ...}}), not {type(value).__name__}"
     )

@@ -212,6 +212,9 @@ def test_bad_requests_get_clear_answers(server: ServerProcess) -> None:
     empty = httpx.post(f"{server.url}/predictions/sentiment", json=[])
     assert empty.status_code == 400
     assert "empty JSON list" in empty.text
+    not_text = httpx.post(f"{server.url}/predictions/minilm", json=[{"number": 3}])
+    assert not_text.status_code == 400
+    assert "each request must be one text" in not_text.json()["message"]
     metadata = httpx.get(f"{server.url}/v2/models/minilm").json()
     assert metadata["platform"] == "python"
     assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]

@@ -62,6 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         {"dynamic_batching": {"max_batch_size": BATCH, "max_queue_delay_us": 60_000_000}},
     )
     write_handler(root / "broken" / "1", FAILING_INITIALIZE)
+    write_handler(root / "picky" / "1", PICKY_HANDLER)
     process = ServerProcess(
         ["--model-repository", str(root), "--no-exit-on-error"], root.parent / "server.log"
     )
@@ -228,3 +229,33 @@ def test_a_failing_initialize_fails_the_version_and_says_why(server: ServerProce
     assert answer.status_code == 503, answer.text
     assert answer.json()["type"] == "ServiceUnavailableException"
     assert json.loads(requests.get(f"{server.url}/ping", timeout=10).text)["status"]
+
+
+#: Refuses bodies that are not "ok": TorchServe's PredictionException with 400, or a plain error.
+PICKY_HANDLER = """
+from ts.utils.util import PredictionException
+
+
+class Picky:
+    def handle(self, data, context):
+        if data is None:
+            return None
+        body = data[0]["body"]
+        if body in (b"", "ok"):
+            return ["fine"] * len(data)
+        if body == "crash":
+            raise RuntimeError("the handler broke")
+        raise PredictionException("send the text ok", 400)
+"""
+
+
+def test_a_prediction_exception_with_a_4xx_code_blames_the_request(server: ServerProcess) -> None:
+    headers = {"Content-Type": "text/plain"}
+    fine = requests.post(f"{server.url}/predictions/picky", data="ok", headers=headers, timeout=10)
+    assert fine.status_code == 200, fine.text
+    refused = requests.post(f"{server.url}/predictions/picky", data="no", headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["message"] == "the handler refused the request: send the text ok"
+    crashed = requests.post(f"{server.url}/predictions/picky", data="crash", headers=headers)
+    assert crashed.status_code == 500, crashed.text
+    assert "the handler raised RuntimeError: the handler broke" in crashed.json()["message"]

@@ -43,7 +43,7 @@ from typing import Any, Self
 import numpy as np
 import orjson
 
-from modelport.errors import ModelLoadError, ModelportError, RuntimeFailure
+from modelport.errors import InvalidInput, ModelLoadError, ModelportError, RuntimeFailure
 from modelport.model_config import TensorOverride
 from modelport.runtimes.base import Runtime, RuntimeOptions
 from modelport.runtimes.declared import declared_signature
@@ -172,6 +172,10 @@ class PythonHandlerRuntime(Runtime):
             except ModelportError:
                 raise
             except Exception as exc:
+                if _refuses_request(exc):
+                    raise InvalidInput(
+                        f"the handler refused the request: {getattr(exc, 'message', None) or exc}"
+                    ) from exc
                 raise RuntimeFailure(
                     f"the handler raised {type(exc).__name__}: {exc}; fix the handler, or the "
                     "request if the handler rejects it"
@@ -182,6 +186,13 @@ class PythonHandlerRuntime(Runtime):
         self._handle = None
         cleanup, self._cleanup = self._cleanup, _nothing
         cleanup()
+
+
+def _refuses_request(exc: Exception) -> bool:
+    """Whether a handler's exception blames the request: TorchServe's ``PredictionException``
+    (or any exception) with an ``error_code`` from 400 to 499."""
+    code = getattr(exc, "error_code", None)
+    return isinstance(code, int) and 400 <= code < 500
 
 
 def import_handler_file(path: Path) -> ModuleType:
