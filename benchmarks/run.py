@@ -1,6 +1,7 @@
 """Benchmark modelport against the raw engine and the reference floor server.
 
-    .venv/bin/python benchmarks/run.py [--duration 4] [--rounds 3] [--models mnist,tabular,minilm]
+    .venv/bin/python benchmarks/run.py [--duration 4] [--rounds 3]
+                                       [--models mnist,tabular,minilm,minilm_int8,torchscript]
                                        [--quick] [--output docs/benchmarks.md]
 
 One run on this machine builds a benchmark model repository in a temporary folder and measures,
@@ -15,10 +16,17 @@ for batch-1 requests:
   binary, V2 gRPC and TF Serving JSON, next to the floor server's ``echo`` mode;
 - all-MiniLM-L6-v2 (128 token ids in, a 384-wide sentence embedding out), served by modelport
   without dynamic batching (``minilm``) and with it (``minilm_batched``), over V2 JSON;
-- the raw engine for each model: onnxruntime in-process, one intra-op thread, pinned to CPU 0:
-  the p50/p99 of a batch-1 ``session.run`` and rows/s by batch size.
+- ``minilm_int8``: the same encoder answering only ``sentence_embedding``, in fp32
+  (``minilm_fp32``) and quantized to int8 by ``modelport quantize --mode dynamic-int8`` behind
+  its cosine-similarity gate (``minilm_int8``), each without and with batching, over V2 JSON;
+- ``torchscript``: an MLP shaped like mnist's, traced with ``torch.jit.trace`` and served by
+  modelport's TorchScript runtime (``torchscript``), over V2 JSON, V2 binary and TF Serving JSON;
+- the raw engine for each model, pinned to CPU 0 with one intra-op thread: onnxruntime's
+  ``session.run`` in-process, or for TorchScript ``torch.jit.load`` and forward() under
+  ``torch.inference_mode()``; the p50/p99 of a batch-1 call and rows/s by batch size.
 
-One modelport process serves the five models. Every server is pinned to CPU 0 and the load
+One modelport process serves the ONNX models; a second one serves the TorchScript model, so the
+ONNX rows' server never imports PyTorch. Every server is pinned to CPU 0 and the load
 generator to CPU 1: ``wrk`` for HTTP, Triton's ``perf_analyzer`` (``make tools``) for gRPC, and
 perf_analyzer again over HTTP on mnist as a cross-check of wrk's figures. Servers run side by side
 and are measured round-robin, ``--rounds`` times; each cell reports the median of its rounds.
@@ -34,6 +42,7 @@ import csv
 import dataclasses
 import datetime as dt
 import importlib.metadata
+import importlib.util
 import io
 import json
 import math
@@ -49,12 +58,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -82,15 +92,31 @@ SEED = 0
 MNIST = "mnist"
 TABULAR = "tabular"
 MINILM = "minilm"
-FAMILIES = (MNIST, TABULAR, MINILM)
+MINILM_INT8 = "minilm_int8"
+TORCHSCRIPT = "torchscript"
+FAMILIES = (MNIST, TABULAR, MINILM, MINILM_INT8, TORCHSCRIPT)
 FAMILY_TITLES = {  # section headings
     MNIST: "mnist",
     TABULAR: "tabular (two inputs, two outputs)",
     MINILM: "MiniLM (all-MiniLM-L6-v2)",
+    MINILM_INT8: "MiniLM fp32 and int8 (sentence_embedding only)",
+    TORCHSCRIPT: "TorchScript (an mnist-shaped MLP)",
 }
-FAMILY_NAMES = {MNIST: "mnist", TABULAR: "tabular", MINILM: "MiniLM"}  # in running text
 #: Families whose rows are compared with the floor server's echo endpoint.
 FLOOR_FAMILIES = (MNIST, TABULAR)
+#: Families of MiniLM requests: V2 JSON only, cells twice as long, ratios to the raw best rows/s.
+MINILM_FAMILIES = (MINILM, MINILM_INT8)
+#: What a family's "ratio" column compares requests/s with.
+FLOOR_REFERENCE = "floor echo"
+BEST_REFERENCE = "raw best rows/s"
+BATCH1_REFERENCE = "raw batch-1 rows/s"
+
+#: The two modelport processes: ONNX models, and the TorchScript model (which imports PyTorch).
+MODELPORT = "modelport"
+MODELPORT_TORCH = "modelport-torch"
+#: The raw engines a probe can run.
+ONNXRUNTIME = "onnxruntime"
+TORCH = "torch"
 
 #: The load generators, and the server port each request form goes to.
 WRK = "wrk"
@@ -119,15 +145,35 @@ MINILM_MAX_BATCH = 4  # the batch size onnxruntime runs fastest per row on one C
 MINILM_OUTPUT = "sentence_embedding"
 MINILM_OUTPUTS = ((MINILM_OUTPUT, (1, MINILM_HIDDEN)),)
 
+#: The fp32 model minilm_int8 compares with: build_minilm.py's, answering sentence_embedding only.
+MINILM_FP32_MODEL = "minilm_fp32"
+MINILM_INT8_MODEL = "minilm_int8"
+#: modelport quantize's gate for the int8 model, as examples/minilm uses it.
+MINILM_MIN_COSINE = 0.98
+#: Rows of the quantize sample: the request's row, then rows drawn alike with the next seed.
+MINILM_SAMPLE_ROWS = 8
+QUANTIZE_TIMEOUT_S = 900
+
+#: The TorchScript MLP: mnist's shape (784 -> 128, ReLU -> 10, softmax), seeded weights.
+TORCHSCRIPT_MODEL = "torchscript"
+TORCHSCRIPT_HIDDEN = 128
+TORCHSCRIPT_FILE = "model.pt"
+
 MNIST_CONCURRENCIES = (1, 8, 32, 64)
 TF_CONCURRENCIES = (1, 32)
 GRPC_CONCURRENCIES = (1, 32)  # also perf_analyzer's HTTP cross-check cells
 TABULAR_CONCURRENCIES = (1, 32)
 MINILM_CONCURRENCIES = (1, 8, 16, 32)
+#: Latency (one request in flight) and throughput (the server saturated), for the engine summary.
+LATENCY_CONCURRENCY = 1
+THROUGHPUT_CONCURRENCY = 16
+MINILM_INT8_CONCURRENCIES = (LATENCY_CONCURRENCY, THROUGHPUT_CONCURRENCY)
+TORCHSCRIPT_CONCURRENCIES = (LATENCY_CONCURRENCY, THROUGHPUT_CONCURRENCY)
 #: MiniLM cells run this many times --duration: at ~60 requests/s, and with batching answers
 #: arriving 16 at a time, a short cell's requests/s would be coarse.
 MINILM_DURATION_FACTOR = 2
-ENGINE_BATCHES = {MNIST: (1, 8, 32, 64), TABULAR: (1, 8, 32, 64), MINILM: (1, 4, 8, 16)}
+MLP_BATCHES = (1, 8, 32, 64)
+MINILM_BATCHES = (1, 4, 8, 16)
 
 READY_TIMEOUT_S = 120.0
 IDLE_TIMEOUT_S = 10.0
@@ -167,6 +213,7 @@ CellKey = tuple[str, str, int]  # (endpoint key, protocol key, concurrency)
 Outputs = tuple[tuple[str, tuple[int, ...]], ...]  # (output name, batch-1 shape), in order
 LoadAverage = tuple[float, float, float]
 Array = npt.NDArray[Any]
+T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -203,6 +250,65 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """A raw engine probe: one model file run in-process, the reference for that model's rows."""
+
+    key: str  # the model's folder in its server's repository; version 1 is loaded
+    family: str
+    name: str  # in running text and the engine summary
+    runtime: str = ONNXRUNTIME  # or TORCH
+    server: str = MODELPORT  # whose repository holds the file
+    batches: tuple[int, ...] = MLP_BATCHES  # rows/s are measured at these batch sizes
+    variant: str = ""  # told apart from the family's other engine in its rows, e.g. "int8"
+
+    @property
+    def filename(self) -> str:
+        """The model file in the version folder."""
+        return TORCHSCRIPT_FILE if self.runtime == TORCH else "model.onnx"
+
+    @property
+    def label(self) -> str:
+        """The engine row's server column."""
+        library = "torch.jit" if self.runtime == TORCH else "onnxruntime"
+        return f"{library}{f', {self.variant}' if self.variant else ''} (in-process)"
+
+    @property
+    def call(self) -> str:
+        """The engine row's protocol column."""
+        return ("forward()" if self.runtime == TORCH else "session.run") + ", batch 1"
+
+    @property
+    def description(self) -> str:
+        """How the probe runs, for the batch-size table's caption."""
+        if self.runtime == TORCH:
+            return "torch.jit.load, forward() under torch.inference_mode(), one thread"
+        return "onnxruntime, one intra-op thread"
+
+
+ENGINES = (
+    Engine(MNIST, MNIST, "mnist"),
+    Engine(TABULAR, TABULAR, "tabular"),
+    Engine(MINILM, MINILM, "MiniLM", batches=MINILM_BATCHES),
+    Engine(MINILM_FP32_MODEL, MINILM_INT8, "MiniLM fp32", batches=MINILM_BATCHES, variant="fp32"),
+    Engine(MINILM_INT8_MODEL, MINILM_INT8, "MiniLM int8", batches=MINILM_BATCHES, variant="int8"),
+    Engine(
+        TORCHSCRIPT_MODEL, TORCHSCRIPT, "TorchScript MLP", runtime=TORCH, server=MODELPORT_TORCH
+    ),
+)
+ENGINE_BY_KEY = {engine.key: engine for engine in ENGINES}
+
+
+def family_engines(family: str) -> list[Engine]:
+    """The raw engines a family's rows are compared with, in table order."""
+    return [engine for engine in ENGINES if engine.family == family]
+
+
+def chosen_engines(families: Sequence[str]) -> list[Engine]:
+    """The raw engines of the chosen families, in table order."""
+    return [engine for family in families for engine in family_engines(family)]
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """A model as served by one server: what a table row measures."""
 
@@ -212,32 +318,57 @@ class Endpoint:
     family: str
     model: str  # the model name in request paths
     runs_model: bool
+    engine: str  # the key of the raw engine its rows are compared with
 
 
 ENDPOINTS = (
-    Endpoint("mp-mnist", "modelport", "modelport", MNIST, "mnist", runs_model=True),
+    Endpoint("mp-mnist", "modelport", MODELPORT, MNIST, "mnist", True, MNIST),
     Endpoint(
         "mp-mnist-batched",
         "modelport + batching",
-        "modelport",
+        MODELPORT,
         MNIST,
         "mnist_batched",
         runs_model=True,
+        engine=MNIST,
     ),
-    Endpoint("floor-ort", "floor (ort)", "floor-ort", MNIST, "mnist", runs_model=True),
-    Endpoint("floor-echo", "floor (echo)", "floor-echo", MNIST, "mnist", runs_model=False),
-    Endpoint("mp-tabular", "modelport", "modelport", TABULAR, "tabular", runs_model=True),
+    Endpoint("floor-ort", "floor (ort)", "floor-ort", MNIST, "mnist", True, MNIST),
+    Endpoint("floor-echo", "floor (echo)", "floor-echo", MNIST, "mnist", False, MNIST),
+    Endpoint("mp-tabular", "modelport", MODELPORT, TABULAR, "tabular", True, TABULAR),
     Endpoint(
-        "floor-echo-tabular", "floor (echo)", "floor-echo", TABULAR, "tabular", runs_model=False
+        "floor-echo-tabular", "floor (echo)", "floor-echo", TABULAR, "tabular", False, TABULAR
     ),
-    Endpoint("mp-minilm", "modelport", "modelport", MINILM, "minilm", runs_model=True),
+    Endpoint("mp-minilm", "modelport", MODELPORT, MINILM, "minilm", True, MINILM),
     Endpoint(
         "mp-minilm-batched",
         "modelport + batching",
-        "modelport",
+        MODELPORT,
         MINILM,
         "minilm_batched",
         runs_model=True,
+        engine=MINILM,
+    ),
+    *(
+        Endpoint(
+            f"mp-{model}{suffix}".replace("_", "-"),
+            f"{label}, {variant}",
+            MODELPORT,
+            MINILM_INT8,
+            model + suffix,
+            runs_model=True,
+            engine=model,
+        )
+        for model, variant in ((MINILM_FP32_MODEL, "fp32"), (MINILM_INT8_MODEL, "int8"))
+        for suffix, label in (("", "modelport"), ("_batched", "modelport + batching"))
+    ),
+    Endpoint(
+        "mp-torchscript",
+        "modelport",
+        MODELPORT_TORCH,
+        TORCHSCRIPT,
+        TORCHSCRIPT_MODEL,
+        runs_model=True,
+        engine=TORCHSCRIPT_MODEL,
     ),
 )
 ENDPOINT_BY_KEY = {endpoint.key: endpoint for endpoint in ENDPOINTS}
@@ -352,7 +483,18 @@ class Settings:
 
     def cell_seconds(self, family: str) -> int:
         """How long one cell of ``family`` runs."""
-        return self.duration_s * (MINILM_DURATION_FACTOR if family == MINILM else 1)
+        return self.duration_s * (MINILM_DURATION_FACTOR if family in MINILM_FAMILIES else 1)
+
+
+@dataclass(frozen=True)
+class GateSummary:
+    """What ``modelport quantize`` reported on the int8 MiniLM model (its report.json)."""
+
+    min_cosine: float  # the least cosine similarity of any sample row's output with fp32's
+    required: float
+    rows: int  # sample rows compared
+    source_bytes: int
+    result_bytes: int
 
 
 @dataclass(frozen=True)
@@ -360,7 +502,8 @@ class Measurements:
     """Everything one run measured: every load generator run and engine probe, by round."""
 
     results: dict[CellKey, list[LoadResult]]
-    engines: dict[str, list[EngineResult]]  # by model family
+    engines: dict[str, list[EngineResult]]  # by engine key
+    gate: GateSummary | None = None  # when minilm_int8 was built
 
 
 @dataclass(frozen=True)
@@ -395,9 +538,22 @@ def minilm_token_ids() -> Array:
     return rng.integers(MINILM_TOKEN_LOW, MINILM_TOKEN_HIGH, (1, MINILM_SEQ_LEN), dtype=np.int64)
 
 
+def minilm_sample() -> dict[str, Array]:
+    """The quantize gate's sample: the request's row, then rows drawn alike with the next seed."""
+    rng = np.random.default_rng(SEED + 1)
+    more = rng.integers(
+        MINILM_TOKEN_LOW,
+        MINILM_TOKEN_HIGH,
+        (MINILM_SAMPLE_ROWS - 1, MINILM_SEQ_LEN),
+        dtype=np.int64,
+    )
+    ids = np.concatenate([minilm_token_ids(), more])
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
 def request_inputs(family: str) -> dict[str, Array]:
     """A family's batch-1 request, by input name."""
-    if family == MNIST:
+    if family in (MNIST, TORCHSCRIPT):
         return {"images": mnist_input()}
     if family == TABULAR:
         return tabular_inputs()
@@ -498,7 +654,7 @@ def cross_check_protocol(binary: Protocol) -> Protocol:
 def family_protocols(family: str) -> list[Protocol]:
     """Every form of a family's request, in table order."""
     inputs = request_inputs(family)
-    if family == MINILM:
+    if family in MINILM_FAMILIES:
         body = json.dumps(
             {
                 "inputs": [v2_tensor(name, x, "INT64") for name, x in inputs.items()],
@@ -507,8 +663,10 @@ def family_protocols(family: str) -> list[Protocol]:
         ).encode()
         path = "/v2/models/{model}/infer"
         return [
-            Protocol(MINILM, "v2-json", "V2 JSON", path, "application/json", body, MINILM_OUTPUTS)
+            Protocol(family, "v2-json", "V2 JSON", path, "application/json", body, MINILM_OUTPUTS)
         ]
+    if family == TORCHSCRIPT:  # REST only: no floor server, no perf_analyzer
+        return rest_protocols(family, inputs, MNIST_OUTPUTS)
     outputs = MNIST_OUTPUTS if family == MNIST else TABULAR_OUTPUTS
     rest = rest_protocols(family, inputs, outputs)
     extra = [cross_check_protocol(rest[1])] if family == MNIST else []
@@ -608,6 +766,15 @@ def plan(families: Sequence[str], *, perf_analyzer: bool = True) -> list[Group]:
     if MINILM in families:
         for concurrency in MINILM_CONCURRENCIES:
             groups.append(Group(MINILM, "v2-json", concurrency, ("mp-minilm", "mp-minilm-batched")))
+    if MINILM_INT8 in families:
+        keys = tuple(e.key for e in ENDPOINTS if e.family == MINILM_INT8)
+        groups += [Group(MINILM_INT8, "v2-json", c, keys) for c in MINILM_INT8_CONCURRENCIES]
+    if TORCHSCRIPT in families:
+        groups += [
+            Group(TORCHSCRIPT, protocol, concurrency, ("mp-torchscript",))
+            for concurrency in TORCHSCRIPT_CONCURRENCIES
+            for protocol in ("v2-json", "v2-binary", "tf-json")
+        ]
     return groups
 
 
@@ -705,59 +872,240 @@ def build_tabular(repo: Path, scratch: Path) -> None:
     )
 
 
-def build_minilm(repo: Path) -> None:
-    """``minilm`` (build_minilm.py's config without batching) and ``minilm_batched`` (with)."""
-    run_builder([sys.executable, str(BUILD_MINILM), str(repo), "--seq-len", str(MINILM_SEQ_LEN)])
-    built = repo / "minilm" / "config.yaml"
-    config = yaml.safe_load(built.read_text())
+def minilm_source(scratch: Path) -> tuple[Path, dict[str, Any]]:
+    """build_minilm.py's model file and config.yaml settings, built once into ``scratch``."""
+    built = scratch / "minilm-build"
+    model = built / "minilm" / "1" / "model.onnx"
+    if not model.exists():
+        run_builder(
+            [sys.executable, str(BUILD_MINILM), str(built), "--seq-len", str(MINILM_SEQ_LEN)]
+        )
+    config = yaml.safe_load((built / "minilm" / "config.yaml").read_text())
     if not isinstance(config, dict) or not isinstance(config.get("dynamic_batching"), dict):
         raise BenchError(f"{BUILD_MINILM} wrote a config.yaml without dynamic_batching")
-    batching = {**config["dynamic_batching"], "max_batch_size": MINILM_MAX_BATCH}
-    link_or_copy(repo / "minilm" / "1" / "model.onnx", repo / "minilm_batched" / "1" / "model.onnx")
-    write_config(
-        repo / "minilm_batched" / "config.yaml",
-        f"{BUILD_MINILM}'s config.yaml (sequence length {MINILM_SEQ_LEN}), batching as built.",
-        {**config, "dynamic_batching": batching},
-    )
+    return model, config
+
+
+def minilm_configs(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """build_minilm.py's config.yaml without dynamic batching, and with it as the runner sets it."""
     unbatched = {key: value for key, value in config.items() if key != "dynamic_batching"}
-    write_config(built, f"{BUILD_MINILM}'s config.yaml without dynamic_batching.", unbatched)
+    batching = {**config["dynamic_batching"], "max_batch_size": MINILM_MAX_BATCH}
+    return unbatched, {**config, "dynamic_batching": batching}
 
 
-def build_repository(families: Sequence[str], work_dir: Path) -> Path:
-    """Build the benchmark model repository under ``work_dir``; return its path."""
-    repo = work_dir / "models"
-    repo.mkdir()
+def write_minilm_models(
+    repo: Path, name: str, model: Path, config: Mapping[str, Any], what: str
+) -> None:
+    """``name`` (no batching) and ``name_batched`` (batching), both serving the file ``model``."""
+    unbatched, batched = minilm_configs(config)
+    for folder in (name, f"{name}_batched"):
+        target = repo / folder / "1" / "model.onnx"
+        if target != model:
+            link_or_copy(model, target)
+    write_config(
+        repo / name / "config.yaml",
+        f"{what}; {BUILD_MINILM}'s config.yaml without dynamic_batching.",
+        unbatched,
+    )
+    write_config(
+        repo / f"{name}_batched" / "config.yaml",
+        f"{what}; {BUILD_MINILM}'s config.yaml (sequence length {MINILM_SEQ_LEN}), "
+        "batching as built.",
+        batched,
+    )
+
+
+def build_minilm(repo: Path, scratch: Path) -> None:
+    """``minilm`` (build_minilm.py's config without batching) and ``minilm_batched`` (with)."""
+    model, config = minilm_source(scratch)
+    write_minilm_models(repo, "minilm", model, config, f"{BUILD_MINILM}'s model, both outputs")
+
+
+def embedding_only(source: Path, target: Path) -> None:
+    """Write a copy of the ONNX model ``source`` whose only graph output is the embedding.
+
+    The quantize gate judges every float output with rows; last_hidden_state's rows include
+    padding positions, whose states int8 may move further than the embedding's.
+    """
+    import onnx
+
+    model = onnx.load(str(source))
+    kept = [output for output in model.graph.output if output.name == MINILM_OUTPUT]
+    if not kept:
+        raise BenchError(f"{source} has no output {MINILM_OUTPUT!r}")
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(target))
+
+
+def quantize_argv(source: Path, sample: Path, output: Path) -> list[str]:
+    """``modelport quantize`` to dynamic int8 behind the cosine-similarity gate, as users run it."""
+    return [
+        str(Path(sys.executable).parent / "modelport"), "quantize", str(source),
+        "--mode", "dynamic-int8", "--sample", str(sample),
+        "--min-cosine", str(MINILM_MIN_COSINE), "--output", str(output), "--quiet",
+    ]  # fmt: skip
+
+
+def quantize(argv: Sequence[str]) -> None:
+    """Run ``modelport quantize``; fail with its output (the gate's table) if it refuses."""
+    env = dict(os.environ, COLUMNS="160")  # the gate's tables, unwrapped in an error message
+    try:
+        completed = subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=QUANTIZE_TIMEOUT_S, env=env
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{shlex.join(argv)} did not finish in {QUANTIZE_TIMEOUT_S}s") from None
+    if completed.returncode != 0:
+        raise BenchError(
+            f"the int8 MiniLM model was not written: {shlex.join(argv)} exited with "
+            f"{completed.returncode}:\n" + (completed.stdout + completed.stderr).strip()
+        )
+
+
+def gate_summary(report: Mapping[str, Any]) -> GateSummary:
+    """The figures the benchmark reports from ``modelport quantize``'s report.json."""
+    try:
+        cosines = [
+            float(output["min_cosine"])
+            for output in report["outputs"]
+            if output.get("min_cosine") is not None
+        ]
+        first = next(iter(report["samples"]["inputs"].values()))
+        return GateSummary(
+            min_cosine=min(cosines),
+            required=float(report["tolerance"]["min_cosine"]),
+            rows=int(first["shape"][0]),
+            source_bytes=int(report["source"]["size_bytes"]),
+            result_bytes=int(report["result"]["size_bytes"]),
+        )
+    except (KeyError, TypeError, ValueError, StopIteration):
+        raise BenchError(f"unexpected quantize report: {json.dumps(report)[:300]}") from None
+
+
+def build_minilm_int8(repo: Path, scratch: Path) -> GateSummary:
+    """``minilm_fp32`` (the embedding only) and ``minilm_int8`` (quantized from it), each also
+    ``_batched``, with the same config.yaml as ``minilm``; return what the gate measured."""
+    model, config = minilm_source(scratch)
+    fp32 = repo / MINILM_FP32_MODEL / "1" / "model.onnx"
+    embedding_only(model, fp32)
+    sample = scratch / "minilm-sample.npz"
+    rows = minilm_sample()
+    np.savez(sample, input_ids=rows["input_ids"], attention_mask=rows["attention_mask"])
+    int8_dir = repo / MINILM_INT8_MODEL / "1"
+    quantize(quantize_argv(fp32, sample, int8_dir))
+    what = f"{BUILD_MINILM}'s model answering {MINILM_OUTPUT} only"
+    write_minilm_models(repo, MINILM_FP32_MODEL, fp32, config, f"{what}, fp32")
+    write_minilm_models(
+        repo, MINILM_INT8_MODEL, int8_dir / "model.onnx", config, f"{what}, dynamic int8"
+    )
+    return gate_summary(json.loads((int8_dir / "report.json").read_text()))
+
+
+def import_torch() -> Any:
+    """PyTorch, imported when a TorchScript model is built or probed (its API is untyped)."""
+    return importlib.import_module("torch")
+
+
+@contextmanager
+def torchscript_deprecation_ignored() -> Iterator[None]:
+    """PyTorch 2.13 deprecates TorchScript for torch.export (modelport serves both): hush it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def torchscript_mlp() -> Any:
+    """The TorchScript MLP: mnist's shape with weights from a fixed seed, traced at batch 1."""
+    torch = import_torch()
+    torch.manual_seed(SEED)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(MNIST_FEATURES, TORCHSCRIPT_HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Linear(TORCHSCRIPT_HIDDEN, MNIST_CLASSES),
+        torch.nn.Softmax(dim=1),
+    ).eval()
+    with torch.no_grad(), torchscript_deprecation_ignored():
+        return torch.jit.trace(model, torch.from_numpy(mnist_input()))
+
+
+def torchscript_config() -> dict[str, Any]:
+    """The TorchScript model's config.yaml: the signature a TorchScript file does not record."""
+    return {
+        "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, MNIST_FEATURES]}],
+        "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, MNIST_CLASSES]}],
+    }
+
+
+def build_torchscript(repo: Path) -> None:
+    """``torchscript``: the traced MLP as ``model.pt``, without batching."""
+    torch = import_torch()
+    path = repo / TORCHSCRIPT_MODEL / "1" / TORCHSCRIPT_FILE
+    path.parent.mkdir(parents=True)
+    module = torchscript_mlp()
+    with torchscript_deprecation_ignored():
+        torch.jit.save(module, str(path))
+    write_config(
+        repo / TORCHSCRIPT_MODEL / "config.yaml",
+        f"An MLP shaped like mnist ({MNIST_FEATURES} -> {TORCHSCRIPT_HIDDEN}, ReLU -> "
+        f"{MNIST_CLASSES}, softmax), torch.manual_seed({SEED}),\ntraced with torch.jit.trace; "
+        "no batching.",
+        torchscript_config(),
+    )
+
+
+def build_repository(
+    families: Sequence[str], work_dir: Path
+) -> tuple[dict[str, Path], GateSummary | None]:
+    """Build the benchmark model repositories under ``work_dir``, one per modelport process.
+
+    Returns the repositories that hold models, by server key, and the int8 gate's summary
+    (None without minilm_int8).
+    """
+    repos = {MODELPORT: work_dir / "models", MODELPORT_TORCH: work_dir / "models-torch"}
+    for repo in repos.values():
+        repo.mkdir()
+    onnx_repo = repos[MODELPORT]
+    gate = None
     if MNIST in families:
-        build_mnist(repo, work_dir)
+        build_mnist(onnx_repo, work_dir)
     if TABULAR in families:
-        build_tabular(repo, work_dir)
+        build_tabular(onnx_repo, work_dir)
     if MINILM in families:
-        build_minilm(repo)
-    return repo
+        build_minilm(onnx_repo, work_dir)
+    if MINILM_INT8 in families:
+        gate = build_minilm_int8(onnx_repo, work_dir)
+    if TORCHSCRIPT in families:
+        build_torchscript(repos[MODELPORT_TORCH])
+    return {key: repo for key, repo in repos.items() if any(repo.iterdir())}, gate
 
 
-def model_path(repo: Path, family: str) -> Path:
-    """The ONNX file the raw engine and the floor server load for ``family``."""
-    return repo / family / "1" / "model.onnx"
+def engine_path(repos: Mapping[str, Path], engine: Engine) -> Path:
+    """The model file ``engine``'s probe (and, for mnist, the floor server) loads."""
+    return repos[engine.server] / engine.key / "1" / engine.filename
 
 
-def make_servers(settings: Settings, repo: Path) -> list[ServerSpec]:
-    """The servers the chosen families need."""
+def modelport_spec(key: str, repo: Path) -> ServerSpec:
+    """A modelport process serving ``repo``, ready when every model in it is."""
     modelport = Path(sys.executable).parent / "modelport"
     models = sorted(path.name for path in repo.iterdir() if path.is_dir())
-    specs = [
-        ServerSpec(
-            "modelport",
-            "modelport",
-            (str(modelport), "serve", "--model-repository", str(repo), "--log-level", "warning"),
-            "--http-port",
-            ("/v2/health/ready", *(f"/v2/models/{model}/ready" for model in models)),
-            grpc_port_flag="--grpc-port",
-        )
-    ]
+    return ServerSpec(
+        key,
+        "modelport" if key == MODELPORT else "modelport (TorchScript)",
+        (str(modelport), "serve", "--model-repository", str(repo), "--log-level", "warning"),
+        "--http-port",
+        ("/v2/health/ready", *(f"/v2/models/{model}/ready" for model in models)),
+        grpc_port_flag="--grpc-port",
+    )
+
+
+def make_servers(settings: Settings, repos: Mapping[str, Path]) -> list[ServerSpec]:
+    """The servers the chosen families need: modelport for each repository, then the floor's."""
+    specs = [modelport_spec(key, repo) for key, repo in repos.items()]
     floor = (sys.executable, str(settings.floor))
     if MNIST in settings.families:
-        mnist_onnx = str(model_path(repo, MNIST))
+        mnist_onnx = str(engine_path(repos, ENGINE_BY_KEY[MNIST]))
         specs.append(
             ServerSpec(
                 "floor-ort",
@@ -1245,14 +1593,19 @@ def wait_idle(server: RunningServer) -> None:
 
 def engine_feeds(family: str, batch: int) -> dict[str, Array]:
     """The engine's input for ``batch`` rows: the request's row at batch 1."""
-    if family == MNIST and batch > 1:
+    if family in (MNIST, TORCHSCRIPT) and batch > 1:
         rng = np.random.default_rng(SEED)
         return {"images": rng.random((batch, MNIST_FEATURES), dtype=np.float32)}
     return {name: np.repeat(x, batch, axis=0) for name, x in request_inputs(family).items()}
 
 
-def engine_probe(family: str, path: str, calls: int, batch_seconds: float) -> dict[str, object]:
-    """Measure onnxruntime in this process (run pinned, in a subprocess, by the runner)."""
+#: Binds an engine to one input: a call that runs the model once on it.
+Bind = Callable[[dict[str, Array]], Callable[[], object]]
+
+
+@contextmanager
+def onnxruntime_calls(path: str) -> Iterator[Bind]:
+    """``session.run`` on the model at ``path``: one intra-op thread, sequential execution."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -1260,61 +1613,98 @@ def engine_probe(family: str, path: str, calls: int, batch_seconds: float) -> di
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    feeds = engine_feeds(family, 1)
-    for _ in range(min(1000, max(3, calls // 20))):
-        session.run(None, feeds)
-    timings = np.empty(calls, dtype=np.float64)
-    for i in range(calls):
-        start = time.perf_counter_ns()
-        session.run(None, feeds)
-        timings[i] = time.perf_counter_ns() - start
-    timings /= 1e3
+    run = session.run
+
+    def bind(feeds: dict[str, Array]) -> Callable[[], object]:
+        return lambda: run(None, feeds)
+
+    yield bind
+
+
+@contextmanager
+def torch_calls(path: str) -> Iterator[Bind]:
+    """forward() of the TorchScript file at ``path``, one thread, under torch.inference_mode().
+
+    The inputs become tensors once, before timing: the calls measure forward() alone.
+    """
+    torch = import_torch()
+    torch.set_num_threads(1)
+    with torchscript_deprecation_ignored():
+        module = torch.jit.load(path, map_location="cpu")
+    module.eval()
+
+    def bind(feeds: dict[str, Array]) -> Callable[[], object]:
+        tensors = [torch.from_numpy(x) for x in feeds.values()]
+        return lambda: module(*tensors)
+
+    with torch.inference_mode():
+        yield bind
+
+
+ENGINE_CALLS = {ONNXRUNTIME: onnxruntime_calls, TORCH: torch_calls}
+
+
+def engine_probe(
+    family: str, path: str, calls: int, batch_seconds: float, runtime: str = ONNXRUNTIME
+) -> dict[str, object]:
+    """Measure the raw engine in this process (run pinned, in a subprocess, by the runner)."""
+    batches = next(e.batches for e in ENGINES if e.family == family)
+    with ENGINE_CALLS[runtime](path) as bind:
+        call = bind(engine_feeds(family, 1))
+        for _ in range(min(1000, max(3, calls // 20))):
+            call()
+        timings = np.empty(calls, dtype=np.float64)
+        for i in range(calls):
+            start = time.perf_counter_ns()
+            call()
+            timings[i] = time.perf_counter_ns() - start
+        timings /= 1e3
+        rows_per_s = {
+            str(batch): batch_rows_per_s(bind(engine_feeds(family, batch)), batch, batch_seconds)
+            for batch in batches
+        }
     return {
         "p50_us": float(np.percentile(timings, 50)),
         "p99_us": float(np.percentile(timings, 99)),
         "mean_us": float(timings.mean()),
-        "rows_per_s": {
-            str(batch): batch_rows_per_s(session, engine_feeds(family, batch), batch_seconds)
-            for batch in ENGINE_BATCHES[family]
-        },
+        "rows_per_s": rows_per_s,
     }
 
 
-def batch_rows_per_s(session: Any, feeds: dict[str, Array], seconds: float) -> float:
-    """Rows per second of ``session.run`` on ``feeds``: at least 3 calls and ``seconds``."""
-    run = session.run
-    batch = len(next(iter(feeds.values())))
+def batch_rows_per_s(call: Callable[[], object], batch: int, seconds: float) -> float:
+    """Rows per second of ``call`` on ``batch`` rows: at least 3 calls and ``seconds``."""
     warm_until = time.perf_counter() + seconds / 5
-    run(None, feeds)
+    call()
     while time.perf_counter() < warm_until:
-        run(None, feeds)
+        call()
     calls = 0
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
-        run(None, feeds)
+        call()
         calls += 1
     return batch * calls / elapsed
 
 
 def engine_budget(family: str, settings: Settings) -> tuple[int, float]:
     """Timed batch-1 calls and seconds per batch size for ``family``'s engine probe."""
-    if family in (MNIST, TABULAR):
+    if family not in MINILM_FAMILIES:
         return settings.calls, 0.2 if settings.quick else 0.5
     # MiniLM takes ~15 ms a row on this CPU: a hundred batch-1 calls are plenty for a p50.
     return (20, 0.3) if settings.quick else (100, 1.0)
 
 
-def measure_engine(family: str, repo: Path, settings: Settings) -> EngineResult:
-    """Run the engine probe for ``family`` pinned to the server CPU and read its figures."""
-    calls, batch_seconds = engine_budget(family, settings)
+def measure_engine(engine: Engine, repos: Mapping[str, Path], settings: Settings) -> EngineResult:
+    """Run the probe of ``engine`` pinned to the server CPU and read its figures."""
+    calls, batch_seconds = engine_budget(engine.family, settings)
     argv = [
         "taskset", "-c", SERVER_CPU, sys.executable, str(Path(__file__).resolve()),
-        "--engine-probe", str(model_path(repo, family)), "--engine-family", family,
+        "--engine-probe", str(engine_path(repos, engine)), "--engine-family", engine.family,
+        "--engine-runtime", engine.runtime,
         "--calls", str(calls), "--batch-seconds", str(batch_seconds),
     ]  # fmt: skip
     completed = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
     if completed.returncode != 0:
-        raise BenchError(f"engine probe for {family} failed:\n{completed.stderr}")
+        raise BenchError(f"engine probe for {engine.name} failed:\n{completed.stderr}")
     data = json.loads(completed.stdout)
     return EngineResult(
         p50_us=data["p50_us"],
@@ -1463,24 +1853,27 @@ def load_files(
 def benchmark(settings: Settings, work_dir: Path) -> Measurements:
     """Build the models, start the servers, warm them up, and measure every cell and engine."""
     started = time.monotonic()
-    repo = build_repository(settings.families, work_dir)
+    repos, gate = build_repository(settings.families, work_dir)
     print(f"built the benchmark models in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    if gate is not None:
+        print(f"int8 MiniLM: {gate_text(gate)}", file=sys.stderr)
     protocols = make_protocols(settings.families)
     groups = settings_plan(settings)
     files = load_files(settings, protocols, groups, work_dir)
     results: dict[CellKey, list[LoadResult]] = {}
-    engines: dict[str, list[EngineResult]] = {family: [] for family in settings.families}
+    probes = chosen_engines(settings.families)
+    engines: dict[str, list[EngineResult]] = {engine.key: [] for engine in probes}
     with ExitStack() as stack:
         servers = {
             spec.key: stack.enter_context(running_server(spec, work_dir))
-            for spec in make_servers(settings, repo)
+            for spec in make_servers(settings, repos)
         }
         print("checking answers and warming up", file=sys.stderr)
         warm_up(servers, groups, protocols, files, settings)
         for index in range(settings.rounds):
             print(f"round {index + 1}/{settings.rounds}", file=sys.stderr)
-            for family in settings.families:
-                engines[family].append(measure_engine(family, repo, settings))
+            for engine in probes:
+                engines[engine.key].append(measure_engine(engine, repos, settings))
             run_round(
                 index,
                 groups,
@@ -1490,7 +1883,7 @@ def benchmark(settings: Settings, work_dir: Path) -> Measurements:
                 settings=settings,
                 results=results,
             )
-    return Measurements(results, engines)
+    return Measurements(results, engines, gate)
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -1525,15 +1918,34 @@ def difference(value: float, reference: float) -> float:
     return value - reference
 
 
+def family_reference(family: str) -> str:
+    """What a family's ratio column compares requests/s with.
+
+    mnist and tabular: the floor's echo endpoint. MiniLM: the raw engine's best rows/s, the most
+    the CPU computes with or without batching. TorchScript, served without batching: the raw
+    engine's rows/s at batch 1, the most an unbatched server could answer.
+    """
+    if family in FLOOR_FAMILIES:
+        return FLOOR_REFERENCE
+    return BEST_REFERENCE if family in MINILM_FAMILIES else BATCH1_REFERENCE
+
+
+def engine_reference(engine: EngineResult, reference: str) -> float:
+    """The raw engine's rows/s a cell is compared with: its best, or at batch 1."""
+    return engine.best_rows_per_s if reference == BEST_REFERENCE else engine.rows_per_s[1]
+
+
 def reference_rps(measurements: Measurements, key: CellKey) -> list[float]:
-    """Per round, what a cell's requests/s are compared with.
+    """Per round, what a cell's requests/s are compared with (see ``family_reference``).
 
     mnist and tabular cells over HTTP: floor echo's requests/s for the same model at the same
-    concurrency and API (none for gRPC cells). MiniLM cells: the raw engine's best rows/s.
+    concurrency and API (none for gRPC cells). Other cells: their raw engine's rows/s.
     """
     endpoint = ENDPOINT_BY_KEY[key[0]]
-    if endpoint.family == MINILM:
-        return [engine.best_rows_per_s for engine in measurements.engines[MINILM]]
+    reference = family_reference(endpoint.family)
+    if reference != FLOOR_REFERENCE:
+        runs = measurements.engines.get(endpoint.engine, [])
+        return [engine_reference(engine, reference) for engine in runs]
     floor = floor_protocol(key[1])
     if floor is None:
         return []
@@ -1595,12 +2007,11 @@ TableRow = list[str]
 
 def json_column(family: str) -> bool:
     """Whether a family's table has a "vs V2 JSON" column: MiniLM is sent as V2 JSON only."""
-    return family != MINILM
+    return family not in MINILM_FAMILIES
 
 
 def table_headers(family: str) -> TableRow:
     """A family's table columns."""
-    reference = "ratio to floor echo" if family in FLOOR_FAMILIES else "ratio to raw best rows/s"
     return [
         "server",
         "protocol",
@@ -1609,7 +2020,7 @@ def table_headers(family: str) -> TableRow:
         "p50",
         "p99",
         "serving overhead",
-        reference,
+        f"ratio to {family_reference(family)}",
         *(["vs V2 JSON"] if json_column(family) else []),
         "requests/s range over rounds",
     ]
@@ -1620,20 +2031,23 @@ def format_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
-def engine_row(family: str, engine: EngineResult) -> TableRow:
+def engine_row(spec: Engine, engine: EngineResult) -> TableRow:
     """The raw engine's batch-1 line of a family's table."""
     rps = 1e6 / engine.mean_us
-    reference = "-" if family in FLOOR_FAMILIES else f"{rps / engine.best_rows_per_s:.2f}x"
+    reference = family_reference(spec.family)
+    compared = "-"
+    if reference != FLOOR_REFERENCE:
+        compared = format_ratio(rps / engine_reference(engine, reference))
     return [
-        "onnxruntime (in-process)",
-        "session.run, batch 1",
+        spec.label,
+        spec.call,
         "1",
         format_rps(rps),
         format_us(engine.p50_us),
         format_us(engine.p99_us),
         "0 (reference)",
-        reference,
-        *(["-"] if json_column(family) else []),
+        compared,
+        *(["-"] if json_column(spec.family) else []),
         "-",
     ]
 
@@ -1664,18 +2078,175 @@ def family_rows(
     groups: Sequence[Group],
     protocols: Mapping[tuple[str, str], Protocol],
     cells: Mapping[CellKey, Cell],
-    engine: EngineResult,
+    engines: Mapping[str, EngineResult],
 ) -> list[TableRow]:
-    """A family's table: the engine first, then each group's endpoints in plan order."""
-    rows = [engine_row(family, engine)]
+    """A family's table: its engines first, then each group's endpoints in plan order."""
+    rows = [engine_row(spec, engines[spec.key]) for spec in family_engines(family)]
     for group in groups:
         if group.family != family or group.cross_check:
             continue
         protocol = protocols[(family, group.protocol)]
         for key in group.endpoints:
+            endpoint = ENDPOINT_BY_KEY[key]
             cell = cells[(key, group.protocol, group.concurrency)]
-            rows.append(cell_row(ENDPOINT_BY_KEY[key], protocol, group.concurrency, cell, engine))
+            engine = engines[endpoint.engine]
+            rows.append(cell_row(endpoint, protocol, group.concurrency, cell, engine))
     return rows
+
+
+#: The engine summary's rows: the modelport endpoints of the families it covers.
+SUMMARY_FAMILIES = (MINILM_INT8, TORCHSCRIPT)
+SUMMARY_HEADERS = [
+    "model",
+    "server",
+    "protocol",
+    f"p50, c={LATENCY_CONCURRENCY}",
+    "raw p50, batch 1",
+    "p50 / raw",
+    f"requests/s, c={THROUGHPUT_CONCURRENCY}",
+    "raw rows/s, batch 1",
+    "requests/s / raw",
+    "raw best rows/s (batch)",
+]
+SUMMARY_ALIGN = ["---", "---", "---", *["---:"] * (len(SUMMARY_HEADERS) - 3)]
+
+
+def latency_vs_engine(measurements: Measurements, key: CellKey) -> float | None:
+    """The median over rounds of a cell's p50 / its raw engine's batch-1 p50, rounds paired."""
+    engines = measurements.engines.get(ENDPOINT_BY_KEY[key[0]].engine, [])
+    runs = measurements.results.get(key, [])
+    return paired_median([r.p50_us for r in runs], [e.p50_us for e in engines], ratio)
+
+
+def throughput_vs_engine(measurements: Measurements, key: CellKey) -> float | None:
+    """The median over rounds of a cell's requests/s / its raw engine's batch-1 rows/s."""
+    engines = measurements.engines.get(ENDPOINT_BY_KEY[key[0]].engine, [])
+    runs = measurements.results.get(key, [])
+    return paired_median(
+        [r.requests_per_s for r in runs], [e.rows_per_s[1] for e in engines], ratio
+    )
+
+
+def summary_rows(
+    groups: Sequence[Group],
+    protocols: Mapping[tuple[str, str], Protocol],
+    measurements: Measurements,
+    cells: Mapping[CellKey, Cell],
+    engines: Mapping[str, EngineResult],
+) -> list[TableRow]:
+    """modelport beside its raw engine, a row per endpoint and protocol of SUMMARY_FAMILIES.
+
+    p50 at LATENCY_CONCURRENCY against the engine's batch-1 p50, requests/s at
+    THROUGHPUT_CONCURRENCY against the engine's batch-1 rows/s (both ratios paired by round),
+    and the engine's best rows/s with its batch size.
+    """
+    rows = []
+    for group in groups:
+        if group.family not in SUMMARY_FAMILIES or group.concurrency != LATENCY_CONCURRENCY:
+            continue
+        protocol = protocols[(group.family, group.protocol)]
+        for key in group.endpoints:
+            endpoint = ENDPOINT_BY_KEY[key]
+            spec = ENGINE_BY_KEY[endpoint.engine]
+            engine = engines[spec.key]
+            latency = (key, group.protocol, LATENCY_CONCURRENCY)
+            throughput = (key, group.protocol, THROUGHPUT_CONCURRENCY)
+            rows.append(
+                [
+                    spec.name,
+                    endpoint.label.split(",")[0],
+                    protocol.label,
+                    format_us(cells[latency].p50_us),
+                    format_us(engine.p50_us),
+                    format_ratio(latency_vs_engine(measurements, latency)),
+                    format_rps(cells[throughput].requests_per_s),
+                    format_rps(engine.rows_per_s[1]),
+                    format_ratio(throughput_vs_engine(measurements, throughput)),
+                    f"{format_rps(engine.best_rows_per_s)} ({engine.best_batch})",
+                ]
+            )
+    return rows
+
+
+def run_p50(run: LoadResult) -> float:
+    """A load generator run's p50."""
+    return run.p50_us
+
+
+def run_rps(run: LoadResult) -> float:
+    """A load generator run's requests/s."""
+    return run.requests_per_s
+
+
+def side_by_side(
+    name: str,
+    fp32: Sequence[T],
+    int8: Sequence[T],
+    figure: Callable[[T], float],
+    text: Callable[[float], str],
+) -> TableRow:
+    """One figure of fp32 and int8 runs: the median of each, and int8 / fp32 paired by round."""
+    before = [figure(run) for run in fp32]
+    after = [figure(run) for run in int8]
+    return [
+        name,
+        text(statistics.median(before)),
+        text(statistics.median(after)),
+        format_ratio(paired_median(after, before, ratio)),
+    ]
+
+
+def int8_rows(measurements: Measurements, gate: GateSummary | None) -> list[TableRow]:
+    """MiniLM fp32 and int8 side by side: the raw engine, modelport without and with batching
+    at LATENCY_CONCURRENCY and THROUGHPUT_CONCURRENCY, and the model file."""
+    fp32 = measurements.engines[MINILM_FP32_MODEL]
+    int8 = measurements.engines[MINILM_INT8_MODEL]
+    rows = [
+        side_by_side("raw engine p50, batch 1", fp32, int8, lambda e: e.p50_us, format_us),
+        side_by_side(
+            "raw engine rows/s, batch 1", fp32, int8, lambda e: e.rows_per_s[1], format_rps
+        ),
+        side_by_side("raw engine best rows/s", fp32, int8, lambda e: e.best_rows_per_s, format_rps),
+    ]
+    for suffix, label in (("", "modelport"), ("-batched", "modelport + batching")):
+        for concurrency, name, figure, text in (
+            (LATENCY_CONCURRENCY, "p50", run_p50, format_us),
+            (THROUGHPUT_CONCURRENCY, "requests/s", run_rps, format_rps),
+        ):
+            before, after = (
+                measurements.results.get((f"mp-minilm-{variant}{suffix}", "v2-json", concurrency))
+                for variant in ("fp32", "int8")
+            )
+            if before and after:
+                title = f"{label} {name}, c={concurrency}"
+                rows.append(side_by_side(title, before, after, figure, text))
+    if gate is not None:
+        size = [gate.source_bytes], [gate.result_bytes]
+        rows.append(side_by_side("model file", *size, float, format_megabytes))
+    return rows
+
+
+INT8_HEADERS = ["figure", "fp32", "int8", "int8 / fp32"]
+
+
+def format_figure(value: float, unit: str) -> str:
+    """A latency (``us``) or a rate (``rps``) for the int8 table."""
+    return format_us(value) if unit == "us" else format_rps(value)
+
+
+def format_megabytes(size: float) -> str:
+    """A file size in MB (10^6 bytes)."""
+    return f"{size / 1e6:.1f} MB"
+
+
+def gate_text(gate: GateSummary) -> str:
+    """What the quantize gate measured, in words."""
+    return (
+        f"modelport quantize's gate passed with a least cosine similarity of "
+        f"{gate.min_cosine:.4f} to fp32 over {plural(gate.rows, 'sample row')} "
+        f"({gate.required:g} required); {format_megabytes(gate.source_bytes)} -> "
+        f"{format_megabytes(gate.result_bytes)}"
+    )
 
 
 CROSS_CHECK_HEADERS = [
@@ -2004,7 +2575,8 @@ def machine_lines(load: tuple[LoadAverage, LoadAverage], settings: Settings) -> 
         "processes on this machine share the two CPUs, so expect noise",
         f"- {platform.platform()}",
         f"- Python {platform.python_version()}, onnxruntime {package_version('onnxruntime')}, "
-        f"numpy {package_version('numpy')}, uvicorn {package_version('uvicorn')}",
+        f"torch {package_version('torch')}, numpy {package_version('numpy')}, "
+        f"uvicorn {package_version('uvicorn')}",
         f"- modelport {package_version('modelport')}, commit {git_revision()}",
         f"- wrk: {wrk_version()}",
         f"- perf_analyzer: {perf_analyzer_version(settings)}",
@@ -2020,9 +2592,10 @@ def noise_line(measurements: Measurements) -> str:
         "server under test: other processes, interrupts and kernel work not charged to it."
     )
     speeds = []
-    for family, runs in measurements.engines.items():
+    for key, runs in measurements.engines.items():
         p50s = [engine.p50_us for engine in runs]
-        speeds.append(f"{FAMILY_NAMES[family]} {format_us(min(p50s))} to {format_us(max(p50s))}")
+        name = ENGINE_BY_KEY[key].name
+        speeds.append(f"{name} {format_us(min(p50s))} to {format_us(max(p50s))}")
     return (
         f"{text} The raw engine's batch-1 p50, measured at the start of each round, ranged "
         f"{'; '.join(speeds)}: a gauge of the CPU's speed over the run, which a virtual "
@@ -2055,7 +2628,42 @@ it without dynamic batching (`minilm`), `modelport + batching` with `config.yaml
 (padding on, `max_batch_size: {MINILM_MAX_BATCH}`; `minilm_batched`). *Ratio to raw best rows/s*
 compares requests/s with the raw engine's rows/s at its best batch size (table below): the most
 this CPU can compute, with or without batching.""",
+    MINILM_INT8: f"""\
+MiniLM's request ({MINILM_SEQ_LEN} random token ids, an all-ones mask, asking for
+`{MINILM_OUTPUT}`) sent to two builds of the encoder that answer `{MINILM_OUTPUT}` only, so
+both do the same work. `fp32` (`{MINILM_FP32_MODEL}`) is `examples/build_minilm.py`'s graph
+with `last_hidden_state` dropped from its outputs; `int8` (`{MINILM_INT8_MODEL}`) is that file
+quantized by `modelport quantize --mode dynamic-int8 --min-cosine {MINILM_MIN_COSINE:g}`, its
+sample {MINILM_SAMPLE_ROWS} rows of token ids drawn like the request's (the request's own row
+first). Both are served with `minilm`'s `config.yaml`, without and with dynamic batching
+(`*_batched`); each row's overhead and ratio use its own build's raw engine. Columns as for
+MiniLM.""",
+    TORCHSCRIPT: f"""\
+An MLP shaped like mnist's ({MNIST_FEATURES} float32 in, {MNIST_CLASSES} scores out;
+{MNIST_FEATURES} -> {TORCHSCRIPT_HIDDEN}, ReLU -> {MNIST_CLASSES}, softmax), weights from
+`torch.manual_seed({SEED})`, traced with `torch.jit.trace` and served from `model.pt` by
+modelport's TorchScript runtime without dynamic batching (`config.yaml` declares `images` FP32
+[-1, {MNIST_FEATURES}] and `scores` FP32 [-1, {MNIST_CLASSES}]). A second modelport process
+serves it, so that the ONNX models' server never imports PyTorch. The request is mnist's. The
+raw engine is `torch.jit.load` and forward() in a loop under `torch.inference_mode()`, with
+`torch.set_num_threads(1)`. *Ratio to raw batch-1 rows/s* compares requests/s with the engine's
+rows/s at batch 1: the most a server without batching could answer on this CPU.""",
 }
+
+SUMMARY_TITLE = "modelport next to the raw engine: MiniLM fp32 and int8, TorchScript"
+SUMMARY_INTRO = f"""\
+For MiniLM fp32 and int8 and the TorchScript MLP, modelport's latency with one request in
+flight (p50 at concurrency {LATENCY_CONCURRENCY}) and throughput with the server saturated
+(requests/s at concurrency {THROUGHPUT_CONCURRENCY}), beside the raw engine's batch-1 p50 and
+rows/s. The ratios are medians of per-round ratios, so they need not equal the quotient of the
+medians shown: *p50 / raw* is how much longer a request takes than the bare engine call,
+*requests/s / raw* how much of the engine's batch-1 throughput the server delivers. The last
+column is the engine's best rows/s over the batch sizes measured, and that batch size."""
+
+INT8_INTRO = """\
+fp32 and int8 side by side, each figure the median of the rounds. *int8 / fp32* is the median of
+per-round ratios: below 1.00x, int8 is faster (p50) or smaller (the file); above 1.00x, it
+computes or answers more (rows/s, requests/s)."""
 
 
 HOW_TO_READ = """\
@@ -2076,7 +2684,8 @@ skips parsing 16 KB of JSON, so it can pass 1.00x. *floor (ort)* runs onnxruntim
 every request: the bar for a naive server doing the same work. The floor has no binary tensor
 support and no gRPC, and does not serve MiniLM. The raw engine rows are `session.run` in a
 loop in one process (1/mean call time as requests/s), one intra-op thread, with no HTTP at
-all; modelport also runs one intra-op thread when pinned to one CPU.
+all (for TorchScript, forward() with one thread, its inputs already tensors); modelport also
+runs one thread per engine call when pinned to one CPU.
 
 gRPC rows are measured with Triton's perf_analyzer (wrk does not speak gRPC): synchronous
 calls, one thread per concurrent request. It counts windows of at least N requests (N sized
@@ -2106,9 +2715,52 @@ they do not, compare gRPC with perf_analyzer's V2 binary row."""
 def cell_duration_text(settings: Settings) -> str:
     """How long cells ran, in words."""
     text = f"{settings.duration_s} s per cell"
-    if MINILM in settings.families:
+    if any(family in MINILM_FAMILIES for family in settings.families):
         text += f" ({settings.cell_seconds(MINILM)} s for MiniLM)"
     return text
+
+
+@dataclass(frozen=True)
+class Section:
+    """One family's part of the report."""
+
+    family: str
+    table: str  # the family's markdown table
+    engines: tuple[tuple[Engine, EngineResult], ...]  # each engine's rows/s by batch size
+    extra: str = ""  # markdown after those (minilm_int8: fp32 and int8 side by side)
+
+
+def section_markdown(section: Section) -> list[str]:
+    """A family's part of the report, as lines."""
+    parts = [
+        f"## {FAMILY_TITLES[section.family]}",
+        "",
+        FAMILY_INTROS[section.family],
+        "",
+        section.table,
+        "",
+    ]
+    for spec, engine in section.engines:
+        parts += [
+            f"Raw engine throughput by batch size ({spec.name}; {spec.description}, "
+            f"CPU {SERVER_CPU}):",
+            "",
+            engine_batch_table(engine),
+            "",
+        ]
+    if section.extra:
+        parts += [section.extra, ""]
+    return parts
+
+
+def int8_markdown(measurements: Measurements) -> str:
+    """minilm_int8's extra part: the gate's figures, then fp32 and int8 side by side."""
+    lines = ["### int8 next to fp32", ""]
+    if measurements.gate is not None:
+        lines += [f"{gate_text(measurements.gate)}.", ""]
+    rows = int8_rows(measurements, measurements.gate)
+    table = markdown_table(INT8_HEADERS, rows, ["---", "---:", "---:", "---:"])
+    return "\n".join([*lines, INT8_INTRO, "", table])
 
 
 def render_report(
@@ -2117,14 +2769,15 @@ def render_report(
     command: str,
     started: dt.datetime,
     elapsed_s: float,
-    sections: Sequence[tuple[str, str, EngineResult]],
+    sections: Sequence[Section],
+    engine_summary: str | None,
     cross_check: str | None,
     target_table: str,
     summary: str,
     load: tuple[LoadAverage, LoadAverage],
     noise: str,
 ) -> str:
-    """The whole of docs/benchmarks.md; ``sections`` hold (family, markdown table, engine)."""
+    """The whole of docs/benchmarks.md; ``engine_summary`` is the summary's markdown table."""
     parts = [
         "<!-- Generated by benchmarks/run.py; do not edit by hand. Re-run the command below "
         "to regenerate it. -->",
@@ -2132,10 +2785,11 @@ def render_report(
         "# Benchmarks",
         "",
         "modelport, with and without dynamic batching, over HTTP (KServe V2 and TF Serving",
-        "REST) and gRPC, against the raw engine (onnxruntime in-process) and the reference floor",
-        "server (`floor_server.py`: the cheapest Python JSON endpoint, and a naive onnxruntime",
-        "server), on batch-1 requests to a small MLP (mnist), a model with two inputs and two",
-        "outputs (tabular) and a transformer (all-MiniLM-L6-v2). See",
+        "REST) and gRPC, against the raw engine (onnxruntime, or PyTorch, in-process) and the",
+        "reference floor server (`floor_server.py`: the cheapest Python JSON endpoint, and a naive",
+        "onnxruntime server), on batch-1 requests to a small MLP (mnist), a model with two inputs",
+        "and two outputs (tabular), a transformer (all-MiniLM-L6-v2) in fp32 and quantized to",
+        "int8, and an mnist-shaped MLP served from TorchScript. See",
         "[benchmarks/README.md](../benchmarks/README.md) for the method.",
         "",
         "Reproduce (from the repository root; needs `wrk`, `taskset` and, for the gRPC rows,",
@@ -2153,20 +2807,10 @@ def render_report(
         *machine_lines(load, settings),
         "",
     ]
-    for family, table, engine in sections:
-        parts += [
-            f"## {FAMILY_TITLES[family]}",
-            "",
-            FAMILY_INTROS[family],
-            "",
-            table,
-            "",
-            f"Raw engine throughput by batch size ({FAMILY_NAMES[family]}; onnxruntime, one "
-            f"intra-op thread, CPU {SERVER_CPU}):",
-            "",
-            engine_batch_table(engine),
-            "",
-        ]
+    for section in sections:
+        parts += section_markdown(section)
+    if engine_summary is not None:
+        parts += [f"## {SUMMARY_TITLE}", "", SUMMARY_INTRO, "", engine_summary, ""]
     if cross_check is not None:
         parts += [
             "## Load generators cross-checked (mnist, modelport)",
@@ -2203,8 +2847,9 @@ def render_report(
 
 
 def parse_models(text: str) -> tuple[str, ...]:
-    """``--models``: a comma-separated subset of mnist, tabular and minilm, in canonical order."""
-    wanted = {name.strip().lower() for name in text.split(",") if name.strip()}
+    """``--models``: a comma-separated subset of FAMILIES, in canonical order (``-`` may stand
+    for ``_``)."""
+    wanted = {name.strip().lower().replace("-", "_") for name in text.split(",") if name.strip()}
     unknown = wanted - set(FAMILIES)
     if unknown or not wanted:
         raise argparse.ArgumentTypeError(
@@ -2216,7 +2861,7 @@ def parse_models(text: str) -> tuple[str, ...]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
-        description="Benchmark modelport against raw onnxruntime and the floor server."
+        description="Benchmark modelport against the raw engines and the floor server."
     )
     parser.add_argument(
         "--duration",
@@ -2255,8 +2900,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--calls",
         type=int,
         default=None,
-        help=f"timed mnist and tabular session.run calls (default {DEFAULT_CALLS}; "
-        f"{QUICK_CALLS} with --quick)",
+        help=f"timed batch-1 calls of the mnist, tabular and TorchScript engines (default "
+        f"{DEFAULT_CALLS}; {QUICK_CALLS} with --quick)",
     )
     parser.add_argument(
         "--floor-server",
@@ -2279,6 +2924,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--engine-probe", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--engine-family", choices=FAMILIES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engine-runtime", choices=tuple(ENGINE_CALLS), default=ONNXRUNTIME, help=argparse.SUPPRESS
+    )
     parser.add_argument("--batch-seconds", type=float, default=0.5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.duration is None:
@@ -2361,9 +3009,44 @@ def estimate_minutes(settings: Settings) -> float:
     warmups = len({(key, g.protocol) for g in groups for key in g.endpoints})
     calibrations = sum(len(g.endpoints) for g in groups if g.protocol in PA_PROTOCOLS)
     cells += calibrations * 1.5
-    engine_s = {MNIST: 4.0, TABULAR: 4.0, MINILM: 8.0}
-    engines = settings.rounds * sum(engine_s[family] for family in settings.families)
-    return (cells + warmups * (settings.warmup_s + 0.3) + engines + 15) / 60
+    engine_s = {ONNXRUNTIME: 4.0, TORCH: 6.0}
+    engines = settings.rounds * sum(
+        8.0 if engine.family in MINILM_FAMILIES else engine_s[engine.runtime]
+        for engine in chosen_engines(settings.families)
+    )
+    build = 15 if MINILM_INT8 in settings.families else 0  # the int8 model and its gate
+    return (cells + warmups * (settings.warmup_s + 0.3) + engines + build + 15) / 60
+
+
+def report_sections(
+    settings: Settings,
+    *,
+    groups: Sequence[Group],
+    protocols: Mapping[tuple[str, str], Protocol],
+    measurements: Measurements,
+    cells: Mapping[CellKey, Cell],
+    engines: Mapping[str, EngineResult],
+) -> list[Section]:
+    """Each family's tables, printed as text and returned for the report."""
+    sections = []
+    for family in settings.families:
+        headers = table_headers(family)
+        rows = family_rows(family, groups, protocols, cells, engines)
+        print(f"\n{FAMILY_TITLES[family]}\n\n{text_table(headers, rows)}")
+        extra = ""
+        if family == MINILM_INT8:
+            extra = int8_markdown(measurements)
+            side = text_table(INT8_HEADERS, int8_rows(measurements, measurements.gate))
+            print(f"\nMiniLM int8 next to fp32\n\n{side}")
+        sections.append(
+            Section(
+                family,
+                family_markdown(headers, rows),
+                tuple((spec, engines[spec.key]) for spec in family_engines(family)),
+                extra,
+            )
+        )
+    return sections
 
 
 def run(settings: Settings) -> None:
@@ -2379,6 +3062,11 @@ def run(settings: Settings) -> None:
         )
     if not (Path(sys.executable).parent / "modelport").is_file():
         raise SystemExit("modelport is not installed next to this Python; run `make test` first")
+    if TORCHSCRIPT in settings.families and importlib.util.find_spec("torch") is None:
+        raise SystemExit(
+            "the torchscript model needs PyTorch: pip install 'modelport[torch]' "
+            "(or leave it out with --models)"
+        )
     groups = settings_plan(settings)
     if settings.perf_analyzer is None and uses_perf_analyzer(plan(settings.families)):
         print(
@@ -2398,13 +3086,20 @@ def run(settings: Settings) -> None:
     elapsed_s = time.monotonic() - begin
     protocols = make_protocols(settings.families)
     cells = aggregate(measurements)
-    engines = {family: median_engine(runs) for family, runs in measurements.engines.items()}
-    sections = []
-    for family in settings.families:
-        headers = table_headers(family)
-        rows = family_rows(family, groups, protocols, cells, engines[family])
-        print(f"\n{FAMILY_TITLES[family]}\n\n{text_table(headers, rows)}")
-        sections.append((family, family_markdown(headers, rows), engines[family]))
+    engines = {key: median_engine(runs) for key, runs in measurements.engines.items()}
+    sections = report_sections(
+        settings,
+        groups=groups,
+        protocols=protocols,
+        measurements=measurements,
+        cells=cells,
+        engines=engines,
+    )
+    engine_summary = None
+    rows = summary_rows(groups, protocols, measurements, cells, engines)
+    if rows:
+        print(f"\n{SUMMARY_TITLE}\n\n{text_table(SUMMARY_HEADERS, rows)}")
+        engine_summary = markdown_table(SUMMARY_HEADERS, rows, SUMMARY_ALIGN)
     cross_rows = cross_check_rows(groups, cells, measurements)
     cross_check = None
     if cross_rows:
@@ -2426,6 +3121,7 @@ def run(settings: Settings) -> None:
             started=started,
             elapsed_s=elapsed_s,
             sections=sections,
+            engine_summary=engine_summary,
             cross_check=cross_check,
             target_table=markdown_table(
                 TARGET_HEADERS, target_rows(checked), ["---"] * len(TARGET_HEADERS)
@@ -2454,7 +3150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(ROOT)  # the build scripts and wrk's script are addressed relative to the root
     if args.engine_probe:
         family = args.engine_family or MNIST
-        probe = engine_probe(family, args.engine_probe, args.calls, args.batch_seconds)
+        probe = engine_probe(
+            family, args.engine_probe, args.calls, args.batch_seconds, args.engine_runtime
+        )
         print(json.dumps(probe))
         return 0
     raise_on_sigterm()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -965,7 +966,13 @@ def test_harness_command_line() -> None:
     args = harness.parse_args(["--models", "tabular,mnist", "--no-perf-analyzer"])
     assert args.models == ("mnist", "tabular")
     assert args.no_perf_analyzer
-    assert harness.parse_args([]).models == ("mnist", "tabular", "minilm")
+    assert harness.parse_args([]).models == (
+        "mnist",
+        "tabular",
+        "minilm",
+        "minilm_int8",
+        "torchscript",
+    )
     settings = harness.Settings(
         duration_s=4,
         rounds=3,
@@ -982,3 +989,450 @@ def test_harness_command_line() -> None:
         ".venv/bin/python benchmarks/run.py --duration 4 --rounds 3 --models mnist,tabular "
         "--no-perf-analyzer"
     )
+
+
+# ---- benchmarks/run.py: MiniLM int8 and TorchScript -------------------------------------------
+
+
+def test_harness_picks_the_new_families() -> None:
+    assert harness.parse_models("torchscript,minilm-int8, minilm") == (
+        "minilm",
+        "minilm_int8",
+        "torchscript",
+    )
+    with pytest.raises(Exception, match="choose from mnist, tabular, minilm, minilm_int8"):
+        harness.parse_models("minilm_fp16")
+    args = harness.parse_args(["--quick", "--models", "minilm_int8,torchscript"])
+    assert args.models == ("minilm_int8", "torchscript")
+    assert (args.duration, args.rounds) == (1, 1)
+
+
+def test_harness_plans_minilm_int8_and_torchscript_cells() -> None:
+    groups = harness.plan(("minilm_int8", "torchscript"))
+    cells = groups_by_cell(groups)
+    minilm = (
+        "mp-minilm-fp32",
+        "mp-minilm-fp32-batched",
+        "mp-minilm-int8",
+        "mp-minilm-int8-batched",
+    )
+    assert cells == {
+        ("minilm_int8", "v2-json", 1): minilm,
+        ("minilm_int8", "v2-json", 16): minilm,
+        **{
+            ("torchscript", protocol, concurrency): ("mp-torchscript",)
+            for protocol in ("v2-json", "v2-binary", "tf-json")
+            for concurrency in (1, 16)
+        },
+    }
+    assert not harness.uses_perf_analyzer(groups)  # no gRPC: these need no make tools
+    assert harness.plan(("minilm_int8", "torchscript"), perf_analyzer=False) == groups
+    # Every endpoint is served, requested and compared with an engine of its own family.
+    protocols = harness.make_protocols(("minilm_int8", "torchscript"))
+    for group in groups:
+        assert (group.family, group.protocol) in protocols
+        for key in group.endpoints:
+            endpoint = harness.ENDPOINT_BY_KEY[key]
+            engine = harness.ENGINE_BY_KEY[endpoint.engine]
+            assert endpoint.family == engine.family == group.family
+    models = {harness.ENDPOINT_BY_KEY[key].model: key for key in minilm}
+    assert models == {
+        "minilm_fp32": "mp-minilm-fp32",
+        "minilm_fp32_batched": "mp-minilm-fp32-batched",
+        "minilm_int8": "mp-minilm-int8",
+        "minilm_int8_batched": "mp-minilm-int8-batched",
+    }
+    assert harness.ENDPOINT_BY_KEY["mp-minilm-int8-batched"].engine == "minilm_int8"
+    assert harness.ENDPOINT_BY_KEY["mp-torchscript"].server == "modelport-torch"
+
+
+def test_harness_engines_of_each_family() -> None:
+    assert [e.key for e in harness.chosen_engines(harness.FAMILIES)] == [
+        "mnist",
+        "tabular",
+        "minilm",
+        "minilm_fp32",
+        "minilm_int8",
+        "torchscript",
+    ]
+    fp32, int8 = harness.family_engines("minilm_int8")
+    assert (fp32.label, int8.label) == (
+        "onnxruntime, fp32 (in-process)",
+        "onnxruntime, int8 (in-process)",
+    )
+    assert int8.batches == (1, 4, 8, 16)
+    (torch_engine,) = harness.family_engines("torchscript")
+    assert (torch_engine.runtime, torch_engine.filename) == ("torch", "model.pt")
+    assert (torch_engine.label, torch_engine.call) == (
+        "torch.jit (in-process)",
+        "forward(), batch 1",
+    )
+    assert torch_engine.batches == (1, 8, 32, 64)
+    repos = {"modelport": Path("/r/onnx"), "modelport-torch": Path("/r/torch")}
+    assert harness.engine_path(repos, torch_engine) == Path("/r/torch/torchscript/1/model.pt")
+    assert harness.engine_path(repos, int8) == Path("/r/onnx/minilm_int8/1/model.onnx")
+
+
+def test_harness_new_requests_match_the_old_ones() -> None:
+    protocols = harness.make_protocols(("mnist", "minilm", "minilm_int8", "torchscript"))
+    # minilm_int8 sends MiniLM's request, asking for the embedding only.
+    int8 = protocols[("minilm_int8", "v2-json")]
+    assert int8.body == protocols[("minilm", "v2-json")].body
+    assert json.loads(int8.body)["outputs"] == [{"name": "sentence_embedding"}]
+    assert int8.outputs == (("sentence_embedding", (1, 384)),)
+    # The TorchScript MLP gets mnist's request over REST, and no gRPC form.
+    assert sorted(key for family, key in protocols if family == "torchscript") == [
+        "tf-json",
+        "v2-binary",
+        "v2-json",
+    ]
+    for key in ("v2-json", "v2-binary", "tf-json"):
+        assert protocols[("torchscript", key)].body == protocols[("mnist", key)].body
+    feeds = harness.engine_feeds("torchscript", 8)
+    assert feeds["images"].shape == (8, 784)
+    assert np.array_equal(harness.engine_feeds("torchscript", 1)["images"], harness.mnist_input())
+
+
+def test_harness_minilm_sample_starts_with_the_request() -> None:
+    sample = harness.minilm_sample()
+    ids = sample["input_ids"]
+    assert ids.shape == (8, 128)
+    assert ids.dtype == np.int64
+    assert np.array_equal(ids[:1], harness.minilm_token_ids())
+    assert ((ids >= 1000) & (ids < 30000)).all()
+    assert len({row.tobytes() for row in ids}) == 8
+    assert np.array_equal(sample["attention_mask"], np.ones_like(ids))
+    assert np.array_equal(harness.minilm_sample()["input_ids"], ids)  # seeded
+
+
+def test_harness_quantizes_as_a_user_would(tmp_path: Path) -> None:
+    argv = harness.quantize_argv(
+        tmp_path / "fp32.onnx", tmp_path / "sample.npz", tmp_path / "repo" / "minilm_int8" / "1"
+    )
+    assert Path(argv[0]).name == "modelport"
+    assert argv[1:] == [
+        "quantize",
+        str(tmp_path / "fp32.onnx"),
+        "--mode",
+        "dynamic-int8",
+        "--sample",
+        str(tmp_path / "sample.npz"),
+        "--min-cosine",
+        "0.98",
+        "--output",
+        str(tmp_path / "repo" / "minilm_int8" / "1"),
+        "--quiet",
+    ]
+
+
+def test_harness_fails_with_the_quantize_output(tmp_path: Path) -> None:
+    script = tmp_path / "refuse"
+    script.write_text("#!/bin/sh\necho 'min cosine 0.93 < 0.98: REFUSED'\nexit 1\n")
+    script.chmod(0o755)
+    with pytest.raises(harness.BenchError, match=r"exited with 1:\nmin cosine 0.93 < 0.98"):
+        harness.quantize([str(script), "quantize"])
+    harness.quantize(["true"])  # a passing gate says nothing
+
+
+QUANTIZE_REPORT = {
+    "passed": True,
+    "source": {"size_bytes": 90283172},
+    "result": {"size_bytes": 23414316},
+    "tolerance": {"atol": 0.1, "rtol": 0.1, "min_agreement": 0.9, "min_cosine": 0.98},
+    "samples": {
+        "inputs": {"input_ids": {"shape": [8, 128]}, "attention_mask": {"shape": [8, 128]}}
+    },
+    "outputs": [
+        {"name": "sentence_embedding", "min_cosine": 0.9849},
+        {"name": "other", "min_cosine": None},
+    ],
+}
+
+
+def test_harness_reads_the_gate_report() -> None:
+    gate = harness.gate_summary(QUANTIZE_REPORT)
+    assert gate == harness.GateSummary(0.9849, 0.98, 8, 90283172, 23414316)
+    assert harness.gate_text(gate) == (
+        "modelport quantize's gate passed with a least cosine similarity of 0.9849 to fp32 over "
+        "8 sample rows (0.98 required); 90.3 MB -> 23.4 MB"
+    )
+    with pytest.raises(harness.BenchError, match="unexpected quantize report"):
+        harness.gate_summary({**QUANTIZE_REPORT, "outputs": []})
+    with pytest.raises(harness.BenchError, match="unexpected quantize report"):
+        harness.gate_summary({"passed": True})
+
+
+def test_harness_keeps_only_the_embedding_output(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["x"], ["last_hidden_state"]),
+            helper.make_node("ReduceMean", ["x"], ["sentence_embedding"], keepdims=0, axes=[1]),
+        ],
+        "two_outputs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4])],
+        [
+            helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", 3, 4]),
+            helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    source = tmp_path / "both.onnx"
+    onnx.save(model, str(source))
+    target = tmp_path / "minilm_fp32" / "1" / "model.onnx"
+    harness.embedding_only(source, target)
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["sentence_embedding"]
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    assert np.allclose(session.run(None, {"x": x})[0], x.mean(axis=1))
+    del model.graph.output[1:]  # last_hidden_state alone
+    onnx.save(model, str(source))
+    with pytest.raises(harness.BenchError, match="no output 'sentence_embedding'"):
+        harness.embedding_only(source, tmp_path / "none.onnx")
+
+
+def test_harness_serves_minilm_builds_with_minilm_config(tmp_path: Path) -> None:
+    from modelport.model_config import load_model_config
+
+    built = {
+        "inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1]}],
+        "warmup": {"batch_size": 1},
+        "dynamic_batching": {"max_batch_size": 8, "pad_variable_length_inputs": True},
+    }
+    repo = tmp_path / "models"
+    int8 = repo / "minilm_int8" / "1" / "model.onnx"
+    int8.parent.mkdir(parents=True)
+    int8.write_bytes(b"int8")  # written in place by modelport quantize --output
+    harness.write_minilm_models(repo, "minilm_int8", int8, built, "int8")
+    assert (repo / "minilm_int8_batched" / "1" / "model.onnx").read_bytes() == b"int8"
+    unbatched = load_model_config(repo / "minilm_int8" / "config.yaml")
+    batched = load_model_config(repo / "minilm_int8_batched" / "config.yaml")
+    assert unbatched.dynamic_batching is None
+    assert batched.dynamic_batching is not None
+    assert batched.dynamic_batching.max_batch_size == harness.MINILM_MAX_BATCH
+    assert batched.dynamic_batching.pad_variable_length_inputs
+    assert [i.name for i in unbatched.inputs] == [i.name for i in batched.inputs] == ["input_ids"]
+    assert (repo / "minilm_int8" / "config.yaml").read_text().startswith("# int8; ")
+
+
+@pytest.mark.filterwarnings("ignore:`torch\\.jit\\.:DeprecationWarning")  # in modelport's load
+def test_harness_builds_a_torchscript_model_modelport_serves(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from modelport.lifecycle.loader import runtime_options
+    from modelport.model_config import load_model_config
+    from modelport.runtimes.torchscript import TorchScriptRuntime
+
+    harness.build_torchscript(tmp_path)
+    folder = tmp_path / "torchscript"
+    config = load_model_config(folder / "config.yaml")
+    assert [(t.name, t.datatype, t.shape) for t in (*config.inputs, *config.outputs)] == [
+        ("images", "FP32", [-1, 784]),
+        ("scores", "FP32", [-1, 10]),
+    ]
+    assert config.dynamic_batching is None
+    model = folder / "1" / "model.pt"
+    runtime = TorchScriptRuntime.load(model, runtime_options(config))
+    x = harness.engine_feeds("torchscript", 8)["images"]
+    scores = runtime.infer({"images": x}, ["scores"])["scores"]
+    assert scores.shape == (8, 10)
+    assert scores.dtype == np.float32
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)  # softmax
+    # The raw engine probe runs the same file, and reports every batch size.
+    with harness.torch_calls(str(model)) as bind:
+        again = bind({"images": x})()
+    assert np.allclose(again.numpy(), scores)
+    probe = harness.engine_probe("torchscript", str(model), 20, 0.01, runtime="torch")
+    assert set(probe) == {"p50_us", "p99_us", "mean_us", "rows_per_s"}
+    assert sorted(probe["rows_per_s"], key=int) == ["1", "8", "32", "64"]
+    # Seeded: the same weights on every build.
+    harness.build_torchscript(tmp_path / "again")
+    weights = harness.import_torch().jit.load(str(model)).state_dict()
+    rebuilt = harness.import_torch().jit.load(
+        str(tmp_path / "again" / "torchscript" / "1" / "model.pt")
+    )
+    assert {k: v.tolist() for k, v in rebuilt.state_dict().items()} == {
+        k: v.tolist() for k, v in weights.items()
+    }
+
+
+def engine_result(p50: float, batch1: float, best: float) -> Any:
+    return harness.EngineResult(
+        p50_us=p50, p99_us=2 * p50, mean_us=p50, rows_per_s={1: batch1, 4: best, 8: best / 2}
+    )
+
+
+def run_at(rps: float, p50: float) -> Any:
+    return harness.LoadResult(
+        requests_per_s=rps, p50_us=p50, p99_us=2 * p50, non_2xx=0, socket_errors=0
+    )
+
+
+def int8_measurements() -> Any:
+    """Two rounds of minilm_int8 and torchscript cells and engines, with round numbers."""
+    results = {}
+    for variant, scale in (("fp32", 1.0), ("int8", 2.0)):
+        for suffix in ("", "-batched"):
+            key = f"mp-minilm-{variant}{suffix}"
+            results[(key, "v2-json", 1)] = [run_at(40 * scale, 25000 / scale)] * 2
+            results[(key, "v2-json", 16)] = [run_at(36 * scale, 400000 / scale)] * 2
+    for protocol in ("v2-json", "v2-binary", "tf-json"):
+        results[("mp-torchscript", protocol, 1)] = [run_at(2500, 400.0)] * 2
+        results[("mp-torchscript", protocol, 16)] = [run_at(5000, 3000.0), run_at(6000, 3000.0)]
+    engines = {
+        "minilm_fp32": [engine_result(24000.0, 40.0, 44.0)] * 2,
+        "minilm_int8": [engine_result(12000.0, 80.0, 88.0)] * 2,
+        "torchscript": [engine_result(16.0, 50000.0, 400000.0)] * 2,
+    }
+    gate = harness.GateSummary(0.9849, 0.98, 8, 90_300_000, 23_400_000)
+    return harness.Measurements(results, engines, gate)
+
+
+def median_engines(measurements: Any) -> dict[str, Any]:
+    return {key: harness.median_engine(runs) for key, runs in measurements.engines.items()}
+
+
+def test_harness_compares_each_build_with_its_own_engine() -> None:
+    assert harness.family_reference("mnist") == "floor echo"
+    assert harness.family_reference("minilm_int8") == "raw best rows/s"
+    assert harness.family_reference("torchscript") == "raw batch-1 rows/s"
+    measurements = int8_measurements()
+    cells = harness.aggregate(measurements)
+    # Each build against its own engine's best rows/s.
+    assert cells[("mp-minilm-fp32", "v2-json", 16)].ratio == pytest.approx(36 / 44)
+    assert cells[("mp-minilm-int8", "v2-json", 16)].ratio == pytest.approx(72 / 88)
+    # The TorchScript server against the engine's batch-1 rows/s: the median of 0.10 and 0.12.
+    assert cells[("mp-torchscript", "v2-json", 16)].ratio == pytest.approx(0.11)
+    assert cells[("mp-torchscript", "v2-binary", 1)].vs_json == pytest.approx(1.0)
+    engines = median_engines(measurements)
+    families = ("minilm_int8", "torchscript")
+    groups = harness.plan(families)
+    protocols = harness.make_protocols(families)
+    rows = harness.family_rows("torchscript", groups, protocols, cells, engines)
+    assert len(rows) == 1 + 6
+    assert rows[0][:2] == ["torch.jit (in-process)", "forward(), batch 1"]
+    assert rows[0][7] == "1.25x"  # 1 / mean call time, over the batch-1 rows/s
+    assert rows[1][:3] == ["modelport", "V2 JSON", "1"]
+    assert rows[1][6] == "384 us"  # overhead: 400 us - 16 us
+    assert harness.table_headers("torchscript")[7] == "ratio to raw batch-1 rows/s"
+    minilm = harness.family_rows("minilm_int8", groups, protocols, cells, engines)
+    assert [row[0] for row in minilm[:2]] == [
+        "onnxruntime, fp32 (in-process)",
+        "onnxruntime, int8 (in-process)",
+    ]
+    overheads = {row[0]: row[6] for row in minilm[2:6]}
+    assert overheads["modelport, fp32"] == "1.00 ms"  # 25 ms - 24 ms
+    assert overheads["modelport, int8"] == "500 us"  # 12.5 ms - 12 ms
+
+
+def test_harness_engine_summary() -> None:
+    measurements = int8_measurements()
+    cells = harness.aggregate(measurements)
+    groups = harness.plan(harness.FAMILIES, perf_analyzer=False)
+    protocols = harness.make_protocols(harness.FAMILIES)
+    rows = harness.summary_rows(
+        groups, protocols, measurements, cells, median_engines(measurements)
+    )
+    assert len(rows[0]) == len(harness.SUMMARY_HEADERS) == len(harness.SUMMARY_ALIGN)
+    assert [row[:3] for row in rows] == [
+        ["MiniLM fp32", "modelport", "V2 JSON"],
+        ["MiniLM fp32", "modelport + batching", "V2 JSON"],
+        ["MiniLM int8", "modelport", "V2 JSON"],
+        ["MiniLM int8", "modelport + batching", "V2 JSON"],
+        ["TorchScript MLP", "modelport", "V2 JSON"],
+        ["TorchScript MLP", "modelport", "V2 binary"],
+        ["TorchScript MLP", "modelport", "TF JSON"],
+    ]
+    assert rows[2][3:] == [
+        "12.50 ms",  # p50 at concurrency 1
+        "12.00 ms",  # the engine's batch-1 p50
+        "1.04x",
+        "72.0",  # requests/s at concurrency 16
+        "80.0",  # the engine's batch-1 rows/s
+        "0.90x",
+        "88.0 (4)",  # the engine's best rows/s, and at which batch size
+    ]
+    assert rows[4][3:] == ["400 us", "16.0 us", "25.00x", "5500", "50000", "0.11x", "400000 (4)"]
+
+
+def test_harness_int8_next_to_fp32() -> None:
+    measurements = int8_measurements()
+    assert harness.int8_rows(measurements, measurements.gate) == [
+        ["raw engine p50, batch 1", "24.00 ms", "12.00 ms", "0.50x"],
+        ["raw engine rows/s, batch 1", "40.0", "80.0", "2.00x"],
+        ["raw engine best rows/s", "44.0", "88.0", "2.00x"],
+        ["modelport p50, c=1", "25.00 ms", "12.50 ms", "0.50x"],
+        ["modelport requests/s, c=16", "36.0", "72.0", "2.00x"],
+        ["modelport + batching p50, c=1", "25.00 ms", "12.50 ms", "0.50x"],
+        ["modelport + batching requests/s, c=16", "36.0", "72.0", "2.00x"],
+        ["model file", "90.3 MB", "23.4 MB", "0.26x"],
+    ]
+    text = harness.int8_markdown(measurements)
+    assert "least cosine similarity of 0.9849" in text
+    assert "| model file | 90.3 MB | 23.4 MB | 0.26x |" in text
+    # Rows for cells a run did not measure are left out.
+    unbatched = harness.Measurements(
+        {key: runs for key, runs in measurements.results.items() if "batched" not in key[0]},
+        measurements.engines,
+    )
+    assert [row[0] for row in harness.int8_rows(unbatched, None)] == [
+        "raw engine p50, batch 1",
+        "raw engine rows/s, batch 1",
+        "raw engine best rows/s",
+        "modelport p50, c=1",
+        "modelport requests/s, c=16",
+    ]
+
+
+def test_harness_report_sections_for_the_new_families() -> None:
+    measurements = int8_measurements()
+    engines = median_engines(measurements)
+    section = harness.Section(
+        "minilm_int8",
+        "| table |",
+        tuple((spec, engines[spec.key]) for spec in harness.family_engines("minilm_int8")),
+        harness.int8_markdown(measurements),
+    )
+    text = "\n".join(harness.section_markdown(section))
+    assert text.startswith("## MiniLM fp32 and int8 (sentence_embedding only)\n")
+    assert "--min-cosine 0.98" in text
+    assert "Raw engine throughput by batch size (MiniLM int8; onnxruntime" in text
+    assert "### int8 next to fp32" in text
+    (spec,) = harness.family_engines("torchscript")
+    torch_section = harness.Section("torchscript", "| t |", ((spec, engines["torchscript"]),))
+    torch_text = "\n".join(harness.section_markdown(torch_section))
+    assert "(TorchScript MLP; torch.jit.load, forward() under torch.inference_mode()" in torch_text
+    assert "`torch.set_num_threads(1)`" in torch_text
+
+
+def test_harness_serves_torchscript_from_a_second_modelport(tmp_path: Path) -> None:
+    repos = {"modelport": tmp_path / "models", "modelport-torch": tmp_path / "models-torch"}
+    (repos["modelport"] / "minilm_int8" / "1").mkdir(parents=True)
+    (repos["modelport-torch"] / "torchscript" / "1").mkdir(parents=True)
+    settings = harness.Settings(
+        duration_s=1,
+        rounds=1,
+        warmup_s=1,
+        calls=2000,
+        families=("minilm_int8", "torchscript"),
+        floor=harness.DEFAULT_FLOOR,
+        output=None,
+        quick=True,
+    )
+    specs = harness.make_servers(settings, repos)
+    # Two modelport processes, and no floor server for these families.
+    assert [(s.key, s.label) for s in specs] == [
+        ("modelport", "modelport"),
+        ("modelport-torch", "modelport (TorchScript)"),
+    ]
+    assert str(repos["modelport-torch"]) in specs[1].argv
+    assert specs[1].ready_paths == ("/v2/health/ready", "/v2/models/torchscript/ready")
+    assert harness.cell_duration_text(settings) == "1 s per cell (2 s for MiniLM)"
+    assert harness.reproduce_command(settings) == (
+        ".venv/bin/python benchmarks/run.py --quick --models minilm_int8,torchscript"
+    )
+    full = dataclasses.replace(settings, quick=False, duration_s=4, rounds=3)
+    assert harness.estimate_minutes(settings) < harness.estimate_minutes(full)
