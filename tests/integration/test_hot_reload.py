@@ -189,8 +189,12 @@ def test_failed_version_error_is_in_every_status_api(
 
 
 def test_half_copied_version_is_not_loaded_until_complete(
-    server: ServerProcess, repository: Path
+    start_server: StartServer, repository: Path
 ) -> None:
+    # A version loads once two polls in a row see its files unchanged. The copy writes a piece
+    # every 50 ms for 2 s, and the server polls every second: only a stall of the writing
+    # thread of a second or more, not just a busy machine, could look like a finished copy.
+    server = start_server("--model-repository", str(repository), "--poll-interval-s", "1")
     data = constant_model(2.0).SerializeToString()
     target = repository / "m" / "2" / "model.onnx"
     writer = threading.Thread(target=copy_slowly, args=(data, target, 40, 0.05))
