@@ -56,6 +56,12 @@ class Datatype(enum.StrEnum):
         return None if self is Datatype.BYTES else _TO_NUMPY[self].itemsize
 
     @classmethod
+    def from_dtype_name(cls, name: str) -> Datatype | None:
+        """The numeric or boolean datatype a dtype name gives (``float32``, ``bfloat16``, ...),
+        as numpy, PyTorch (without ``torch.``) and TensorFlow spell it; None for any other."""
+        return _BY_DTYPE_NAME.get(name)
+
+    @classmethod
     def from_numpy(cls, dtype: np.dtype[Any]) -> Datatype:
         """The datatype of a numpy dtype; strings and objects map to BYTES."""
         found = _FROM_NUMPY.get(dtype) or _FROM_NUMPY.get(np.dtype(dtype))
@@ -81,6 +87,9 @@ _TO_NUMPY: dict[Datatype, np.dtype[Any]] = {
     Datatype.FP64: np.dtype(np.float64),
     Datatype.BF16: np.dtype(ml_dtypes.bfloat16),
     Datatype.BYTES: np.dtype(object),
+}
+_BY_DTYPE_NAME: dict[str, Datatype] = {
+    dtype.name: datatype for datatype, dtype in _TO_NUMPY.items() if datatype is not Datatype.BYTES
 }
 _FROM_NUMPY: dict[np.dtype[Any], Datatype] = {
     dt: name for name, dt in _TO_NUMPY.items() if name is not Datatype.BYTES

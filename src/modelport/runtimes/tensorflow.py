@@ -41,23 +41,8 @@ log = logging.getLogger(__name__)
 SAVED_MODEL_FILE = "saved_model.pb"
 SERVING_SIGNATURE = DEFAULT_SIGNATURE_NAME
 
-#: TensorFlow dtype names (``tf.float32.name``) and their V2 datatypes.
-_TF_TYPES: dict[str, Datatype] = {
-    "bool": Datatype.BOOL,
-    "uint8": Datatype.UINT8,
-    "uint16": Datatype.UINT16,
-    "uint32": Datatype.UINT32,
-    "uint64": Datatype.UINT64,
-    "int8": Datatype.INT8,
-    "int16": Datatype.INT16,
-    "int32": Datatype.INT32,
-    "int64": Datatype.INT64,
-    "float16": Datatype.FP16,
-    "float32": Datatype.FP32,
-    "float64": Datatype.FP64,
-    "bfloat16": Datatype.BF16,
-    "string": Datatype.BYTES,
-}
+#: TensorFlow's name for DT_STRING; every other dtype is named as numpy names it.
+_TF_STRING = "string"
 
 #: tf.config.threading can be set once per process, before TensorFlow first runs.
 _THREADING_LOCK = threading.Lock()
@@ -211,10 +196,11 @@ class _Served:
 
 
 def _tf_name(datatype: Datatype) -> str:
-    for name, known in _TF_TYPES.items():
-        if known is datatype:
-            return name
-    raise ModelLoadError(f"TensorFlow has no dtype for {datatype}")  # pragma: no cover
+    return _TF_STRING if datatype is Datatype.BYTES else datatype.numpy_dtype.name
+
+
+def _datatype(tf_name: str) -> Datatype | None:
+    return Datatype.BYTES if tf_name == _TF_STRING else Datatype.from_dtype_name(tf_name)
 
 
 def _signature(function: Any, name: str = SERVING_SIGNATURE) -> Signature:
@@ -237,7 +223,7 @@ def _signature(function: Any, name: str = SERVING_SIGNATURE) -> Signature:
 
 def _spec(name: str, spec: Any, kind: str, signature: str) -> TensorSpec:
     dtype_name = getattr(getattr(spec, "dtype", None), "name", None)
-    datatype = _TF_TYPES.get(str(dtype_name))
+    datatype = _datatype(str(dtype_name))
     if datatype is None:
         raise ModelLoadError(
             f"{kind} {name!r} of the {signature!r} signature has type {dtype_name}, which "

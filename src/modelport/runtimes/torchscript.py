@@ -42,22 +42,6 @@ log = logging.getLogger(__name__)
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 
-#: Torch dtype names (``str(torch.float32)`` without ``torch.``) and their V2 datatypes.
-_TORCH_TYPES: dict[str, Datatype] = {
-    "bool": Datatype.BOOL,
-    "uint8": Datatype.UINT8,
-    "uint16": Datatype.UINT16,
-    "uint32": Datatype.UINT32,
-    "uint64": Datatype.UINT64,
-    "int8": Datatype.INT8,
-    "int16": Datatype.INT16,
-    "int32": Datatype.INT32,
-    "int64": Datatype.INT64,
-    "float16": Datatype.FP16,
-    "float32": Datatype.FP32,
-    "float64": Datatype.FP64,
-    "bfloat16": Datatype.BF16,
-}
 _BF16 = Datatype.BF16.numpy_dtype
 
 #: torch.export.load keeps its deserializer in a global, so two loads at once fail
@@ -384,7 +368,7 @@ def _exported_output_names(
 def _exported_spec(name: str, node: Any, kind: str, filename: str) -> TensorSpec:
     value = node.meta.get("val")
     dtype = getattr(value, "dtype", None)
-    datatype = _TORCH_TYPES.get(str(dtype).removeprefix("torch."))
+    datatype = Datatype.from_dtype_name(str(dtype).removeprefix("torch."))
     if datatype is None:
         what = f"a {str(dtype).removeprefix('torch.')} tensor" if dtype else type(value).__name__
         raise ModelLoadError(
